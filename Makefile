@@ -1,0 +1,38 @@
+# tokenrelay — `make up` runs a local stack, `make test` runs every test against a real broker.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: install up test lint schemas bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@echo "creating $(VENV) and installing tokenrelay with its dev dependencies …"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar off -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+up: install
+	@$(VENV)/bin/tokenrelay up
+
+# pytest's exit code 5 means no test ran: that is a failure, not a pass.
+test: install
+	@$(PY) -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
+
+lint: install
+	$(VENV)/bin/ruff check services schemas tests bench
+	$(VENV)/bin/mypy
+
+schemas: install
+	$(PY) -m schemas.export
+
+bench: install
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .tokenrelay .pytest_cache .mypy_cache .ruff_cache

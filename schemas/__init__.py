@@ -1,0 +1,50 @@
+"""The wire contract of tokenrelay: every record value on every topic.
+
+Each model carries a ``schema`` field (``"tokenrelay.<Name>/<version>"``) so a
+consumer can tell what it reads before it trusts it. ``python -m schemas.export``
+writes one JSON Schema file per value type into ``schemas/json``; a unit test
+keeps those files in step with the models.
+"""
+
+from schemas.commands import JobCommand
+from schemas.dead_letter import DeadLetter
+from schemas.events import (
+    TERMINAL_EVENT_TYPES,
+    Cancelled,
+    Completed,
+    ErrorKind,
+    Failed,
+    JobEvent,
+    Queued,
+    Retrying,
+    Started,
+    Token,
+    Usage,
+    parse_event,
+)
+from schemas.jobs import FakeProviderOptions, JobRequest, Message, Priority, ResponseFormat
+from schemas.state import JobState, JobStatus
+
+__all__ = [
+    "TERMINAL_EVENT_TYPES",
+    "Cancelled",
+    "Completed",
+    "DeadLetter",
+    "ErrorKind",
+    "Failed",
+    "FakeProviderOptions",
+    "JobCommand",
+    "JobEvent",
+    "JobRequest",
+    "JobState",
+    "JobStatus",
+    "Message",
+    "Priority",
+    "Queued",
+    "ResponseFormat",
+    "Retrying",
+    "Started",
+    "Token",
+    "Usage",
+    "parse_event",
+]

@@ -1,0 +1,121 @@
+"""Every event on ``tokenrelay.tokens`` (key: ``job_id``).
+
+``(job_id, attempt, seq)`` identifies an event; consumers drop duplicates.
+The worker numbers ``seq`` from 0 per attempt, starting with ``started``.
+The ingest's ``queued`` event belongs to the submission, not to a run, and
+carries ``attempt = 0, seq = 0`` so that it never collides with a run's events.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from schemas.jobs import Priority
+
+EVENT_SCHEMA = "tokenrelay.JobEvent/1"
+
+
+class ErrorKind(StrEnum):
+    RATE_LIMITED = "rate_limited"
+    AUTH = "auth"
+    TIMEOUT = "timeout"
+    PROVIDER = "provider"
+    INVALID_REQUEST = "invalid_request"
+    INTERNAL = "internal"
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    schema_: Literal["tokenrelay.JobEvent/1"] = Field(default=EVENT_SCHEMA, alias="schema")
+    job_id: str
+    attempt: int = Field(ge=0, description="1-based run number; 0 for the submission.")
+    seq: int = Field(ge=0, description="0-based position within the attempt.")
+    ts: int = Field(description="Producer time, microseconds since the Unix epoch.")
+    worker_id: str
+    tenant: str
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt_tokens: int = Field(ge=0)
+    completion_tokens: int = Field(ge=0)
+
+
+class Queued(_Event):
+    type: Literal["queued"] = "queued"
+    priority: Priority
+    model: str
+    provider: str
+    batch_id: str | None = None
+    estimated_cost_usd: float | None = None
+
+
+class Started(_Event):
+    type: Literal["started"] = "started"
+    model: str
+    provider: str
+    queue_wait_ms: float
+
+
+class Token(_Event):
+    type: Literal["token"] = "token"
+    text: str
+    index: int = Field(ge=1, description="How many tokens this attempt has sent, this one included.")
+
+
+class Retrying(_Event):
+    type: Literal["retrying"] = "retrying"
+    error_kind: ErrorKind
+    message: str
+    not_before: int
+    next_attempt: int
+
+
+class Completed(_Event):
+    type: Literal["completed"] = "completed"
+    content: str
+    parsed: Any = None
+    finish_reason: str | None
+    usage: Usage
+    cost_usd: float
+    ttft_ms: float | None
+    duration_ms: float
+    tokens_per_s: float
+
+
+class Failed(_Event):
+    type: Literal["failed"] = "failed"
+    error_kind: ErrorKind
+    message: str
+    retryable: bool
+
+
+class Cancelled(_Event):
+    type: Literal["cancelled"] = "cancelled"
+    by: str
+    reason: str | None = None
+
+
+JobEvent = Annotated[
+    Queued | Started | Token | Retrying | Completed | Failed | Cancelled,
+    Field(discriminator="type"),
+]
+TERMINAL_EVENT_TYPES = frozenset({"completed", "failed", "cancelled"})
+
+_adapter: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
+
+
+def parse_event(data: bytes | str | dict[str, Any]) -> JobEvent:
+    """Validate one event from JSON bytes, text or a decoded dict."""
+    if isinstance(data, dict):
+        return _adapter.validate_python(data)
+    return _adapter.validate_json(data)
+
+
+def event_json_schema() -> dict[str, Any]:
+    return _adapter.json_schema(by_alias=True)

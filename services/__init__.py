@@ -1,0 +1,1 @@
+"""tokenrelay's services. Dependencies point inward: services → core → schemas."""

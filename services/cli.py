@@ -1,0 +1,155 @@
+"""The ``tokenrelay`` command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import httpx
+import orjson
+import typer
+from rich.console import Console
+
+from schemas.jobs import Priority
+from services.core.auth import parse_api_keys
+from services.core.errors import ConfigError, KafkaUnavailableError
+from services.core.logs import setup_logging
+from services.core.settings import Settings
+
+app = typer.Typer(help="tokenrelay: LLM jobs on Kafka.", no_args_is_help=True)
+kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    setup_logging(settings.log_level)
+    return settings
+
+
+@app.command()
+def serve(
+    names: Annotated[list[str], typer.Argument(help="ingest, gateway, worker")],
+    port: Annotated[int | None, typer.Option(help="HTTP port (default TOKENRELAY_HTTP_PORT)")] = None,
+) -> None:
+    """Run one or more services in this process."""
+    from services.serve import serve as run
+
+    run(_settings(), names, port)
+
+
+@app.command()
+def up() -> None:
+    """Start the broker (unless one is configured) and a local stack; Ctrl-C stops it all."""
+    from services.local_stack import up as run
+
+    run(_settings())
+
+
+def _default_key(settings: Settings) -> str:
+    return next(iter(parse_api_keys(settings.api_keys.get_secret_value())))
+
+
+@app.command()
+def submit(
+    prompt: Annotated[str, typer.Argument(help="The prompt")],
+    priority: Annotated[Priority, typer.Option()] = Priority.NORMAL,
+    model: Annotated[str | None, typer.Option()] = None,
+    provider: Annotated[str | None, typer.Option(help="openai or fake")] = None,
+    max_tokens: Annotated[int | None, typer.Option()] = None,
+    stream: Annotated[bool, typer.Option("--stream/--no-stream", help="print tokens live")] = False,
+    url: Annotated[str | None, typer.Option(help="default http://TOKENRELAY_HTTP_HOST:PORT")] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="TOKENRELAY_API_KEY")] = None,
+) -> None:
+    """Submit a job; with --stream, print its tokens as they arrive."""
+    settings = _settings()
+    base = url or f"http://{settings.http_host}:{settings.http_port}"
+    headers = {"Authorization": f"Bearer {api_key or _default_key(settings)}"}
+    body = {"prompt": prompt, "priority": priority.value, "model": model, "provider": provider,
+            "max_tokens": max_tokens}
+    with httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(30, read=None)) as client:
+        r = client.post("/v1/jobs", json={k: v for k, v in body.items() if v is not None})
+        if r.status_code != 202:
+            err.print(f"[red]{r.status_code}[/red] {r.text}")
+            raise typer.Exit(1)
+        job = r.json()
+        if not stream:
+            sys.stdout.write(orjson.dumps(job, option=orjson.OPT_INDENT_2).decode() + "\n")
+            return
+        err.print(f"job {job['job_id']} ({job['priority']})")
+        _print_stream(client, job["stream_url"])
+
+
+def _print_stream(client: httpx.Client, path: str) -> None:
+    """Print token text as SSE events arrive; the summary of the terminal event on stderr."""
+    event = ""
+    with client.stream("GET", path) as resp:
+        if resp.status_code != 200:
+            err.print(f"[red]{resp.status_code}[/red] {resp.read().decode()}")
+            raise typer.Exit(1)
+        for line in resp.iter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: "):
+                data = orjson.loads(line[6:])
+                if event == "started" and data["attempt"] > 1:
+                    sys.stdout.write("\n")
+                if event == "token":
+                    sys.stdout.write(data["text"])
+                    sys.stdout.flush()
+                elif event == "completed":
+                    u = data["usage"]
+                    sys.stdout.write("\n")
+                    err.print(
+                        f"[green]completed[/green] {u['completion_tokens']} tokens, "
+                        f"ttft {data['ttft_ms']} ms, {data['tokens_per_s']} tokens/s"
+                    )
+                elif event in ("failed", "cancelled"):
+                    sys.stdout.write("\n")
+                    err.print(f"[red]{event}[/red] {data.get('error_kind', '')} {data.get('message', '')}")
+                    raise typer.Exit(1)
+
+
+@kafka_app.command("start")
+def kafka_start() -> None:
+    """Fetch Kafka's jars with mvn if needed, format storage once, start, wait until ready."""
+    from services.local_stack import local_broker
+
+    broker = local_broker(_settings())
+    pid = broker.start()
+    err.print(f"Kafka running at {broker.bootstrap}, pid {pid}, logs {broker.paths.output}")
+
+
+@kafka_app.command("stop")
+def kafka_stop() -> None:
+    """Stop the local broker cleanly."""
+    from services.local_stack import local_broker
+
+    if not local_broker(_settings()).stop():
+        err.print("no local broker was running")
+
+
+@kafka_app.command("status")
+def kafka_status() -> None:
+    """Whether the local broker runs and answers; exit 1 if not."""
+    from services.local_stack import local_broker
+
+    broker = local_broker(_settings())
+    pid = broker.running_pid()
+    if pid is None:
+        err.print(f"no local broker running (data in {broker.paths.root})")
+        raise typer.Exit(1)
+    err.print(f"Kafka running at {broker.bootstrap}, pid {pid}")
+
+
+def main() -> None:
+    try:
+        app()
+    except (ConfigError, KafkaUnavailableError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What every service shares: settings, Kafka clients, serde, auth, logging, metrics."""

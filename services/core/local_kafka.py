@@ -1,0 +1,254 @@
+"""A single-node KRaft broker for one machine, built from Apache Kafka's own jars.
+
+``fetch`` resolves the broker's jars with ``mvn dependency:copy-dependencies``
+into a cache outside the repository (``TOKENRELAY_KAFKA_CACHE_DIR``, per
+version); ``start`` formats KRaft storage under the data dir once, launches
+``kafka.Kafka`` with Java and waits until a client gets metadata; ``stop``
+sends SIGTERM, waits for a clean shutdown, and only then kills.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from services.core.errors import ConfigError, KafkaUnavailableError
+from services.core.kafka import Admin
+
+log = logging.getLogger(__name__)
+_HERE = Path(__file__).parent
+
+
+def require_tools() -> tuple[str, str]:
+    """Paths of ``java`` and ``mvn``, or a one-line ``ConfigError`` saying what to do."""
+    java, mvn = shutil.which("java"), shutil.which("mvn")
+    if java is None:
+        raise ConfigError(
+            "java not found: install Java 17+ (e.g. apt-get install openjdk-17-jre-headless), "
+            "or set TOKENRELAY_KAFKA_BOOTSTRAP to a running Kafka"
+        )
+    if mvn is None:
+        raise ConfigError(
+            "mvn not found: install Maven (e.g. apt-get install maven), "
+            "or set TOKENRELAY_KAFKA_BOOTSTRAP to a running Kafka"
+        )
+    return java, mvn
+
+
+def fetch(version: str, cache_dir: Path) -> Path:
+    """The directory of Kafka ``version``'s jars, fetched with Maven on first use."""
+    libs = cache_dir / version / "libs"
+    done = cache_dir / version / ".complete"
+    if done.exists():
+        return libs
+    _, mvn = require_tools()
+    work = cache_dir / version
+    work.mkdir(parents=True, exist_ok=True)
+    pom = (_HERE / "kafka-runtime.pom.xml").read_text().replace("@KAFKA_VERSION@", version)
+    (work / "pom.xml").write_text(pom)
+    print(f"fetching Apache Kafka {version} jars with mvn into {libs} …", file=sys.stderr)  # noqa: T201
+    started = time.monotonic()
+    result = subprocess.run(  # noqa: S603
+        [mvn, "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
+         f"-DoutputDirectory={libs}"],
+        check=False, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
+        raise ConfigError(f"mvn could not fetch Kafka {version}:\n" + "\n".join(tail))
+    done.touch()
+    jars = len(list(libs.glob("*.jar")))
+    print(f"fetched {jars} jars in {time.monotonic() - started:.0f}s", file=sys.stderr)  # noqa: T201
+    return libs
+
+
+@dataclass(frozen=True)
+class BrokerPaths:
+    root: Path
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "server.properties"
+
+    @property
+    def pid(self) -> Path:
+        return self.root / "broker.pid"
+
+    @property
+    def output(self) -> Path:
+        return self.root / "broker.log"
+
+
+def server_properties(host: str, port: int, controller_port: int, log_dir: Path) -> str:
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{host}:{controller_port}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={log_dir}",
+        "num.partitions=3",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=6",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=6",
+        "group.initial.rebalance.delay.ms=0",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "",
+    ])
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def split_bootstrap(bootstrap: str) -> tuple[str, int]:
+    first = bootstrap.split(",")[0].strip()
+    host, _, port = first.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"TOKENRELAY_KAFKA_BOOTSTRAP {bootstrap!r} is not host:port")
+    return host, int(port)
+
+
+class LocalBroker:
+    """One broker process whose state lives under ``root``."""
+
+    def __init__(
+        self, root: Path, host: str, port: int, controller_port: int, version: str, cache_dir: Path
+    ) -> None:
+        self.paths = BrokerPaths(root)
+        self.host, self.port, self.controller_port = host, port, controller_port
+        self.version, self.cache_dir = version, cache_dir
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._out: BinaryIO | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _java(self, libs: Path, main: str, *args: str) -> list[str]:
+        java, _ = require_tools()
+        return [
+            java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={_HERE / 'log4j2.yaml'}",
+            "-cp", f"{libs}/*", main, *args,
+        ]
+
+    def format(self, libs: Path) -> None:
+        self.paths.root.mkdir(parents=True, exist_ok=True)
+        self.paths.config.write_text(
+            server_properties(self.host, self.port, self.controller_port, self.paths.logs)
+        )
+        if (self.paths.logs / "meta.properties").exists():
+            return
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cmd = self._java(
+            libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            "-c", str(self.paths.config),
+        )
+        result = subprocess.run(cmd, check=False, capture_output=True, text=True)  # noqa: S603
+        if result.returncode != 0:
+            raise ConfigError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
+
+    def running_pid(self) -> int | None:
+        try:
+            pid = int(self.paths.pid.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    def start(self, timeout: float = 90.0) -> int:
+        """Start the broker (unless it runs) and wait until it serves metadata; returns its pid."""
+        pid = self.running_pid()
+        if pid is None:
+            if port_open(self.host, self.port):
+                raise ConfigError(
+                    f"port {self.port} is taken by another process: stop it or set "
+                    "TOKENRELAY_KAFKA_BOOTSTRAP to another host:port"
+                )
+            libs = fetch(self.version, self.cache_dir)
+            self.format(libs)
+            self._out = self.paths.output.open("ab")
+            self._proc = subprocess.Popen(  # noqa: S603
+                self._java(libs, "kafka.Kafka", str(self.paths.config)),
+                stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+            pid = self._proc.pid
+            self.paths.pid.write_text(str(pid))
+            log.info("kafka broker starting, pid %d, %s", pid, self.bootstrap)
+        self.wait_ready(timeout)
+        return pid
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.running_pid() is None:
+                tail = self.paths.output.read_text(errors="replace")[-3000:]
+                raise KafkaUnavailableError(f"the broker exited during start:\n{tail}")
+            if port_open(self.host, self.port):
+                try:  # the broker must answer a real metadata request
+                    asyncio.run(Admin(self.bootstrap).topics(timeout=2.0))
+                    return
+                except KafkaUnavailableError:
+                    pass
+            time.sleep(0.2)
+        raise KafkaUnavailableError(f"the broker at {self.bootstrap} was not ready in {timeout}s")
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """SIGTERM, wait for a clean exit, then SIGKILL. True if a broker was running."""
+        pid = self.running_pid()
+        if pid is None:
+            return False
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.running_pid() is not None:
+            _reap(pid)
+            time.sleep(0.1)
+        if self.running_pid() is not None:
+            log.warning("kafka broker pid %d did not stop in %.0fs; killing it", pid, timeout)
+            os.killpg(pid, signal.SIGKILL)
+            _reap(pid)
+        self.paths.pid.unlink(missing_ok=True)
+        if self._proc is not None:
+            self._proc.wait()
+            self._proc = None
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        log.info("kafka broker stopped")
+        return True
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass

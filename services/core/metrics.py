@@ -1,0 +1,27 @@
+"""Prometheus metrics shared by the services; ``/metrics`` exposes the default registry."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+JOBS_SUBMITTED = Counter(
+    "tokenrelay_jobs_submitted_total", "Jobs accepted by ingest", ["priority"]
+)
+JOBS_REJECTED = Counter(
+    "tokenrelay_requests_rejected_total", "Requests answered with a 4xx", ["code"]
+)
+SUBMIT_SECONDS = Histogram(
+    "tokenrelay_submit_seconds", "Time to accept a job (both records confirmed by Kafka)"
+)
+JOBS_FINISHED = Counter(
+    "tokenrelay_jobs_finished_total", "Attempts a worker ended", ["outcome", "provider"]
+)
+JOBS_RUNNING = Gauge("tokenrelay_jobs_running", "Jobs in flight in this worker process")
+TOKENS_PRODUCED = Counter(
+    "tokenrelay_tokens_produced_total", "Token events a worker published", ["provider"]
+)
+STREAMS_OPEN = Gauge("tokenrelay_streams_open", "Open SSE and websocket streams")
+EVENTS_SENT = Counter("tokenrelay_stream_events_sent_total", "Events written to streams")
+POISON_RECORDS = Counter(
+    "tokenrelay_poison_records_total", "Records that could not be decoded", ["topic"]
+)

@@ -1,0 +1,36 @@
+"""What a service gets from the process that hosts it, and what it gives back.
+
+A service module exposes ``create(runtime) -> ServicePart``: an optional
+``APIRouter``, background runners with start/stop, and readiness checks.
+``services.serve`` composes any set of parts into one process; the service
+knows nothing of how it is deployed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import APIRouter
+
+from services.core.access import Access
+from services.core.http import ReadinessCheck
+from services.core.kafka import Admin, Producer
+from services.core.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    producer: Producer
+    admin: Admin
+    access: Access
+
+
+@dataclass
+class ServicePart:
+    name: str
+    router: APIRouter | None = None
+    start: Callable[[], Awaitable[None]] | None = None
+    stop: Callable[[], Awaitable[None]] | None = None
+    checks: list[ReadinessCheck] = field(default_factory=list)

@@ -1,0 +1,93 @@
+"""The one settings class: every ``TOKENRELAY_*`` variable, read once per entrypoint."""
+
+from __future__ import annotations
+
+import os
+import socket
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.jobs import Priority
+
+DEV_API_KEYS = "trk_dev_key:dev:admin"
+
+
+class Settings(BaseSettings):
+    """Everything configurable. See the README for the meaning of each variable."""
+
+    model_config = SettingsConfigDict(env_prefix="TOKENRELAY_", extra="ignore")
+
+    kafka_bootstrap: str = "localhost:9092"
+    topic_prefix: str = Field(default="tokenrelay", pattern=r"^[A-Za-z0-9._-]+$")
+    topic_partitions: int = Field(default=3, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    tokens_retention_ms: int = 7 * 24 * 3600 * 1000
+    worker_group: str = "workers"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    api_keys: SecretStr = SecretStr(DEV_API_KEYS)
+    stream_token_secret: SecretStr | None = None
+    stream_token_ttl_s: int = Field(default=3600, ge=1)
+    public_url: str | None = None
+
+    data_dir: Path = Path(".tokenrelay")
+    clickhouse_url: str | None = None
+
+    worker_concurrency: int = Field(default=16, ge=1)
+    worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    fake_tokens_per_s: float = Field(default=50.0, gt=0)
+    fake_model: str = "fake-1"
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_API_KEY", "TOKENRELAY_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "TOKENRELAY_OPENAI_BASE_URL")
+    )
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    log_level: str = "INFO"
+
+    kafka_version: str = "4.1.1"
+    kafka_cache_dir: Path = Path.home() / ".cache" / "tokenrelay" / "kafka"
+
+    @field_validator("log_level")
+    @classmethod
+    def _upper(cls, v: str) -> str:
+        return v.upper()
+
+    @property
+    def default_provider(self) -> str:
+        return "openai" if self.openai_api_key else "fake"
+
+    def default_model(self, provider: str) -> str:
+        return self.openai_model if provider == "openai" else self.fake_model
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        return self.clickhouse_url or f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+    @cached_property
+    def topics(self) -> Topics:
+        return Topics(self.topic_prefix)
+
+
+class Topics:
+    """The topic names, derived from one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.jobs = {p: f"{prefix}.jobs.{p.value}" for p in Priority}
+        self.control = f"{prefix}.jobs.control"
+        self.retry = f"{prefix}.jobs.retry"
+        self.dlq = f"{prefix}.jobs.dlq"
+        self.tokens = f"{prefix}.tokens"
+        self.job_state = f"{prefix}.job-state"
+
+    def jobs_by_priority(self) -> list[str]:
+        """Job topics, highest priority first."""
+        return [self.jobs[p] for p in Priority]

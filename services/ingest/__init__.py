@@ -1,0 +1,1 @@
+"""Job submission: validation, idempotency, routing by priority."""

@@ -1,0 +1,114 @@
+"""``POST /v1/jobs``: validate, publish ``queued`` then the command, answer 202 once both are durable.
+
+``queued`` is confirmed before the command is produced, so it always precedes
+the worker's ``started`` on the job's partition of ``tokenrelay.tokens``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, Header, Request
+
+from schemas.commands import JobCommand
+from schemas.events import Queued
+from schemas.jobs import FakeProviderOptions, JobRequest
+from services.core.auth import Principal
+from services.core.errors import ApiError, KafkaError
+from services.core.http import JsonResponse
+from services.core.ids import new_job_id, now_us
+from services.core.metrics import JOBS_SUBMITTED, SUBMIT_SECONDS
+from services.core.runtime import Runtime
+from services.core.serde import encode
+from services.ingest.idempotency import IdempotencyCache
+
+log = logging.getLogger(__name__)
+
+SUBMIT_TIMEOUT_S = 15.0
+
+
+def resolve_provider(req: JobRequest, rt: Runtime) -> tuple[str, str]:
+    """The provider and model a job runs on, or a 422 naming the field."""
+    provider = req.provider or rt.settings.default_provider
+    if provider == "openai" and rt.settings.openai_api_key is None:
+        raise ApiError(
+            422, "invalid_request", "the openai provider is not configured (OPENAI_API_KEY)",
+            "provider",
+        )
+    if provider == "fake":
+        try:
+            FakeProviderOptions.model_validate(req.provider_options)
+        except ValueError as exc:
+            raise ApiError(
+                422, "invalid_request", f"invalid provider_options for fake: {exc}",
+                "provider_options",
+            ) from exc
+    return provider, req.model or rt.settings.default_model(provider)
+
+
+def make_router(rt: Runtime) -> APIRouter:
+    router = APIRouter(prefix="/v1")
+    idem = IdempotencyCache()
+    topics = rt.settings.topics
+
+    async def principal(request: Request) -> Principal:
+        return rt.access.principal(request)
+
+    async def publish(req: JobRequest, who: Principal) -> dict[str, Any]:
+        provider, model = resolve_provider(req, rt)
+        job_id, now = new_job_id(), now_us()
+        queued = Queued(
+            job_id=job_id, attempt=0, seq=0, ts=now, worker_id="ingest", tenant=who.tenant,
+            priority=req.priority, model=model, provider=provider, estimated_cost_usd=0.0,
+        )
+        command = JobCommand(
+            job_id=job_id, tenant=who.tenant, attempt=1, submitted_at=now,
+            provider=provider, model=model, request=req,
+        )
+        try:
+            async with asyncio.timeout(SUBMIT_TIMEOUT_S):
+                await rt.producer.send(topics.tokens, job_id, encode(queued))
+                where = await rt.producer.send(topics.jobs[req.priority], job_id, encode(command))
+        except (TimeoutError, KafkaError) as exc:
+            log.warning("job %s not accepted: %s", job_id, exc or "timed out")
+            raise ApiError(503, "kafka_unavailable", "the job could not be stored; retry") from exc
+        log.info(
+            "job %s queued by %s at %s[%d]@%d", job_id, who.tenant, where.topic, where.partition,
+            where.offset,
+        )
+        JOBS_SUBMITTED.labels(req.priority.value).inc()
+        return {
+            "job_id": job_id,
+            "status": "queued",
+            "priority": req.priority.value,
+            "stream_url": f"/v1/jobs/{job_id}/events",
+            "stream_token": rt.access.stream_token(job_id, who.tenant),
+            "estimated_cost_usd": queued.estimated_cost_usd,
+        }
+
+    @router.post("/jobs", status_code=202)
+    async def submit_job(
+        req: JobRequest,
+        who: Principal = Depends(principal),  # noqa: B008
+        idempotency_key: str | None = Header(default=None, max_length=200),  # noqa: B008
+    ) -> JsonResponse:
+        started = time.perf_counter()
+        if idempotency_key is None:
+            body = await publish(req, who)
+        else:
+            fut, owner = idem.claim(who.tenant, idempotency_key)
+            if owner:
+                try:
+                    fut.set_result(await publish(req, who))
+                except BaseException:
+                    idem.release(who.tenant, idempotency_key)
+                    fut.cancel()
+                    raise
+            body = await asyncio.shield(fut)
+        SUBMIT_SECONDS.observe(time.perf_counter() - started)
+        return JsonResponse(body, status_code=202)
+
+    return router

@@ -1,0 +1,137 @@
+"""Compose service parts into one process: ``tokenrelay serve ingest gateway worker``.
+
+The process owns one producer and one admin client that every part shares,
+creates the topics at start, starts the parts' runners, and on shutdown stops
+them in reverse order before flushing the producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+
+from services.core.access import Access
+from services.core.errors import ConfigError, KafkaError
+from services.core.http import (
+    BodyLimit,
+    JsonResponse,
+    ReadinessCheck,
+    health_router,
+    install_error_handlers,
+)
+from services.core.kafka import Admin, Producer
+from services.core.runtime import Runtime, ServicePart
+from services.core.settings import Settings
+from services.core.topics import ensure_topics, topic_specs
+from services.gateway import service as gateway
+from services.ingest import service as ingest
+from services.worker import service as worker
+
+log = logging.getLogger(__name__)
+
+SERVICES: dict[str, Callable[[Runtime], ServicePart]] = {
+    "ingest": ingest.create,
+    "gateway": gateway.create,
+    "worker": worker.create,
+}
+STARTUP_TIMEOUT_S = 60.0
+
+
+def kafka_check(rt: Runtime) -> ReadinessCheck:
+    expected = {s.name for s in topic_specs(rt.settings)}
+
+    async def check() -> str | None:
+        try:
+            existing = await rt.admin.topics(timeout=2.0)
+        except KafkaError as exc:
+            return f"kafka unreachable: {exc}"
+        missing = expected - existing.keys()
+        return f"topics missing: {', '.join(sorted(missing))}" if missing else None
+
+    return check
+
+
+def workers_check(rt: Runtime) -> ReadinessCheck:
+    """Jobs can run only while some worker is in the workers' group."""
+
+    async def check() -> str | None:
+        try:
+            members = await rt.admin.group_member_count(rt.settings.worker_group, timeout=2.0)
+        except KafkaError as exc:
+            return f"cannot see the worker group: {exc}"
+        return None if members else f"no worker in group {rt.settings.worker_group!r}"
+
+    return check
+
+
+async def _ensure_topics_with_retry(settings: Settings) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STARTUP_TIMEOUT_S
+    while True:
+        try:
+            await ensure_topics(settings)
+            return
+        except KafkaError as exc:
+            if loop.time() > deadline:
+                raise
+            log.warning("waiting for kafka at %s: %s", settings.kafka_bootstrap, exc)
+            await asyncio.sleep(1.0)
+
+
+def build_app(settings: Settings, names: list[str]) -> FastAPI:
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown or not names:
+        raise ConfigError(f"services are {', '.join(SERVICES)}; got {', '.join(names) or 'none'}")
+    rt = Runtime(
+        settings=settings,
+        producer=Producer(settings.kafka_bootstrap, **{"client.id": settings.worker_id}),
+        admin=Admin(settings.kafka_bootstrap),
+        access=Access(settings),
+    )
+    parts = [SERVICES[n](rt) for n in names]
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await _ensure_topics_with_retry(settings)
+        rt.producer.start()
+        started: list[ServicePart] = []
+        try:
+            for part in parts:
+                if part.start is not None:
+                    await part.start()
+                started.append(part)
+            log.info("serving %s", ", ".join(names))
+            yield
+        finally:
+            for part in reversed(started):
+                if part.stop is not None:
+                    await part.stop()
+            await rt.producer.close()
+
+    app = FastAPI(title="tokenrelay", lifespan=lifespan, default_response_class=JsonResponse)
+    install_error_handlers(app)
+    for part in parts:
+        if part.router is not None:
+            app.include_router(part.router)
+    checks = [kafka_check(rt)]
+    if "ingest" in names:
+        checks.append(workers_check(rt))
+    checks += [c for part in parts for c in part.checks]
+    app.include_router(health_router(checks))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app
+
+
+def serve(settings: Settings, names: list[str], port: int | None = None) -> None:
+    """Run the composed app until SIGINT or SIGTERM; uvicorn then runs the shutdown."""
+    app = build_app(settings, names)
+    config = uvicorn.Config(
+        app, host=settings.http_host, port=port or settings.http_port,
+        log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=30,
+    )
+    uvicorn.Server(config).run()

@@ -1,0 +1,1 @@
+"""The worker: consumes job commands, streams each through a provider into ``tokenrelay.tokens``."""

@@ -1,0 +1,62 @@
+"""Fixtures: one real broker per session, fresh topics and groups per test, running stacks."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.core.settings import Settings
+from tests.support.broker import kafka_broker
+from tests.support.stack import running
+
+API_KEYS = "key-admin:ops:admin,key-alice:alice:user,key-bob:bob:user"
+ALICE = {"Authorization": "Bearer key-alice"}
+BOB = {"Authorization": "Bearer key-bob"}
+ADMIN = {"Authorization": "Bearer key-admin"}
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with kafka_broker(tmp_path_factory.mktemp("kafka")) as bootstrap:
+        yield bootstrap
+
+
+@pytest.fixture
+def make_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[object]:
+    """Settings with fresh uuid topics and groups, so tests never see each other's records."""
+
+    def make(**overrides: object) -> Settings:
+        run = uuid.uuid4().hex[:10]
+        values: dict[str, object] = {
+            "kafka_bootstrap": kafka_bootstrap,
+            "topic_prefix": f"t{run}",
+            "worker_group": f"workers-{run}",
+            "api_keys": API_KEYS,
+            "data_dir": tmp_path / "data",
+            "fake_tokens_per_s": 400.0,
+            "worker_concurrency": 8,
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    yield make
+
+
+@pytest.fixture
+def stack(make_settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """A public face with ingest, gateway and a worker in one process; yields its base URL."""
+    with running(make_settings(), ["ingest", "gateway", "worker"]) as base:
+        yield base
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """Fail a test that leaves non-daemon threads running."""
+    before = set(threading.enumerate())
+    yield
+    leaked = [t for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+    assert not leaked, f"threads leaked: {leaked}"
