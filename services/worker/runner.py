@@ -178,4 +178,6 @@ class WorkerRunner:
             await self._commit()
             await self._consumer.close()
             self._consumer = None
+        for provider in self.providers.values():
+            await provider.close()
         log.info("worker %s stopped", self.settings.worker_id)

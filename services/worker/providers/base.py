@@ -43,3 +43,7 @@ class Provider(Protocol):
     def stream(self, command: JobCommand) -> AsyncIterator[Chunk]:
         """Stream the job's completion; closing the iterator closes the upstream request."""
         ...
+
+    async def close(self) -> None:
+        """Release connections; called once when the worker stops."""
+        ...

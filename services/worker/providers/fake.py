@@ -73,3 +73,6 @@ class FakeProvider:
             raise ProviderError(ErrorKind(opts.fail_with), f"fake failure after {len(tokens)} tokens")
         usage = Usage(prompt_tokens=count_prompt_tokens(prompt), completion_tokens=len(tokens))
         yield Chunk(finish_reason="length" if command.request.max_tokens else "stop", usage=usage)
+
+    async def close(self) -> None:
+        return None
