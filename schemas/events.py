@@ -15,8 +15,6 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.jobs import Priority
 
-EVENT_SCHEMA = "tokenrelay.JobEvent/1"
-
 
 class ErrorKind(StrEnum):
     RATE_LIMITED = "rate_limited"
@@ -30,7 +28,9 @@ class ErrorKind(StrEnum):
 class _Event(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    schema_: Literal["tokenrelay.JobEvent/1"] = Field(default=EVENT_SCHEMA, alias="schema")
+    schema_: Literal["tokenrelay.JobEvent/1"] = Field(
+        default="tokenrelay.JobEvent/1", alias="schema"
+    )
     job_id: str
     attempt: int = Field(ge=0, description="1-based run number; 0 for the submission.")
     seq: int = Field(ge=0, description="0-based position within the attempt.")
@@ -65,7 +65,9 @@ class Started(_Event):
 class Token(_Event):
     type: Literal["token"] = "token"
     text: str
-    index: int = Field(ge=1, description="How many tokens this attempt has sent, this one included.")
+    index: int = Field(
+        ge=1, description="How many tokens this attempt has sent, this one included."
+    )
 
 
 class Retrying(_Event):

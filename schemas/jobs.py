@@ -42,7 +42,9 @@ class JobRequest(BaseModel):
     prompt: str | None = Field(default=None, min_length=1, max_length=MAX_PROMPT_CHARS)
     messages: list[Message] | None = Field(default=None, min_length=1, max_length=1000)
     model: str | None = Field(
-        default=None, min_length=1, max_length=200,
+        default=None,
+        min_length=1,
+        max_length=200,
         description="Model name; defaults to the provider's default model.",
     )
     provider: Literal["openai", "fake"] | None = Field(
@@ -89,7 +91,7 @@ class FakeProviderOptions(BaseModel):
     tokens_per_s: float | None = Field(
         default=None, ge=0, description="Pace; 0 sends as fast as it can. Default: the setting."
     )
-    fail_with: Literal[
-        "rate_limited", "auth", "timeout", "provider", "invalid_request", "internal"
-    ] | None = None
+    fail_with: (
+        Literal["rate_limited", "auth", "timeout", "provider", "invalid_request", "internal"] | None
+    ) = None
     fail_after: int = Field(default=0, ge=0, description="Tokens sent before failing.")

@@ -31,7 +31,9 @@ def _settings() -> Settings:
 @app.command()
 def serve(
     names: Annotated[list[str], typer.Argument(help="ingest, gateway, worker")],
-    port: Annotated[int | None, typer.Option(help="HTTP port (default TOKENRELAY_HTTP_PORT)")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="HTTP port (default TOKENRELAY_HTTP_PORT)")
+    ] = None,
 ) -> None:
     """Run one or more services in this process."""
     from services.serve import serve as run
@@ -59,16 +61,25 @@ def submit(
     provider: Annotated[str | None, typer.Option(help="openai or fake")] = None,
     max_tokens: Annotated[int | None, typer.Option()] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="print tokens live")] = False,
-    url: Annotated[str | None, typer.Option(help="default http://TOKENRELAY_HTTP_HOST:PORT")] = None,
+    url: Annotated[
+        str | None, typer.Option(help="default http://TOKENRELAY_HTTP_HOST:PORT")
+    ] = None,
     api_key: Annotated[str | None, typer.Option(envvar="TOKENRELAY_API_KEY")] = None,
 ) -> None:
     """Submit a job; with --stream, print its tokens as they arrive."""
     settings = _settings()
     base = url or f"http://{settings.http_host}:{settings.http_port}"
     headers = {"Authorization": f"Bearer {api_key or _default_key(settings)}"}
-    body = {"prompt": prompt, "priority": priority.value, "model": model, "provider": provider,
-            "max_tokens": max_tokens}
-    with httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(30, read=None)) as client:
+    body = {
+        "prompt": prompt,
+        "priority": priority.value,
+        "model": model,
+        "provider": provider,
+        "max_tokens": max_tokens,
+    }
+    with httpx.Client(
+        base_url=base, headers=headers, timeout=httpx.Timeout(30, read=None)
+    ) as client:
         r = client.post("/v1/jobs", json={k: v for k, v in body.items() if v is not None})
         if r.status_code != 202:
             err.print(f"[red]{r.status_code}[/red] {r.text}")
@@ -107,7 +118,9 @@ def _print_stream(client: httpx.Client, path: str) -> None:
                     )
                 elif event in ("failed", "cancelled"):
                     sys.stdout.write("\n")
-                    err.print(f"[red]{event}[/red] {data.get('error_kind', '')} {data.get('message', '')}")
+                    err.print(
+                        f"[red]{event}[/red] {data.get('error_kind', '')} {data.get('message', '')}"
+                    )
                     raise typer.Exit(1)
 
 

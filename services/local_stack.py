@@ -31,8 +31,12 @@ READY_TIMEOUT_S = 120.0
 def local_broker(settings: Settings) -> LocalBroker:
     host, port = split_bootstrap(settings.kafka_bootstrap)
     return LocalBroker(
-        root=(settings.data_dir / "kafka").resolve(), host=host, port=port,
-        controller_port=port + 1, version=settings.kafka_version, cache_dir=settings.kafka_cache_dir,
+        root=(settings.data_dir / "kafka").resolve(),
+        host=host,
+        port=port,
+        controller_port=port + 1,
+        version=settings.kafka_version,
+        cache_dir=settings.kafka_cache_dir,
     )
 
 
@@ -63,65 +67,84 @@ def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float) 
     raise SystemExit(f"the stack was not ready in {timeout:.0f}s: {last}")
 
 
+def _broker_unless_configured(settings: Settings) -> LocalBroker | None:
+    """The local broker we started, or None when TOKENRELAY_KAFKA_BOOTSTRAP answers already."""
+    host, port = split_bootstrap(settings.kafka_bootstrap)
+    if "TOKENRELAY_KAFKA_BOOTSTRAP" in os.environ and port_open(host, port):
+        console.print(f"using Kafka at {settings.kafka_bootstrap}")
+        return None
+    broker = local_broker(settings)
+    with console.status(f"starting Kafka {settings.kafka_version} at {broker.bootstrap} …"):
+        broker.start()
+    console.print(
+        f"Kafka {settings.kafka_version} at {broker.bootstrap}, log {broker.paths.output}"
+    )
+    return broker
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]], broker: LocalBroker | None) -> None:
+    console.print("stopping …")
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in reversed(procs):
+        try:
+            p.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if broker is not None:
+        broker.stop()
+    console.print("stopped")
+
+
+def _banner(settings: Settings, logs: Path, seconds: float) -> str:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    key = next(iter(parse_api_keys(settings.api_keys.get_secret_value())))
+    return (
+        f"\n[bold green]tokenrelay is ready[/bold green] in {seconds:.1f}s\n"
+        f"  API          {base}/v1/jobs\n"
+        f"  health       {base}/readyz   metrics {base}/metrics\n"
+        f"  worker       http://{settings.http_host}:{settings.http_port + 1}/readyz\n"
+        f"  API key      {key}\n"
+        f"  logs         {logs}\n\n"
+        f'  try:  .venv/bin/tokenrelay submit "hello" --stream\n'
+        f"Ctrl-C stops everything.\n"
+    )
+
+
 def up(settings: Settings) -> None:
     started = time.monotonic()
     data = settings.data_dir.resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    broker: LocalBroker | None = None
-    host, port = split_bootstrap(settings.kafka_bootstrap)
-    if "TOKENRELAY_KAFKA_BOOTSTRAP" in os.environ and port_open(host, port):
-        console.print(f"using Kafka at {settings.kafka_bootstrap}")
-    else:
-        broker = local_broker(settings)
-        with console.status(f"starting Kafka {settings.kafka_version} at {broker.bootstrap} …"):
-            broker.start()
-        console.print(f"Kafka {settings.kafka_version} running at {broker.bootstrap} (logs: {broker.paths.output})")
-
-    env = {**os.environ, "TOKENRELAY_DATA_DIR": str(data)}
-    http_port = settings.http_port
+    broker = _broker_unless_configured(settings)
+    env = {
+        **os.environ,
+        "TOKENRELAY_DATA_DIR": str(data),
+        "TOKENRELAY_KAFKA_BOOTSTRAP": broker.bootstrap if broker else settings.kafka_bootstrap,
+    }
+    port = settings.http_port
     procs = [
-        _spawn(["serve", "ingest", "gateway", "--port", str(http_port)], logs / "public.log", env),
-        _spawn(["serve", "worker", "--port", str(http_port + 1)], logs / "worker.log", env),
+        _spawn(["serve", "ingest", "gateway", "--port", str(port)], logs / "public.log", env),
+        _spawn(["serve", "worker", "--port", str(port + 1)], logs / "worker.log", env),
     ]
 
-    def stop(_sig: int = 0, _frame: FrameType | None = None) -> None:
-        console.print("stopping …")
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(procs):
-            try:
-                p.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        if broker is not None:
-            broker.stop()
-        console.print("stopped")
-        raise SystemExit(0)
+    def on_signal(_sig: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    base = f"http://{settings.http_host}:{http_port}"
+    signal.signal(signal.SIGTERM, on_signal)
     try:
-        _wait_ready(f"{base}/readyz", procs, READY_TIMEOUT_S)
+        _wait_ready(f"http://{settings.http_host}:{port}/readyz", procs, READY_TIMEOUT_S)
+        console.print(_banner(settings, logs, time.monotonic() - started))
+        while all(p.poll() is None for p in procs):
+            time.sleep(0.5)
+        console.print("[red]a service exited; see its log[/red]")
+    except KeyboardInterrupt:
+        pass
     except SystemExit as exc:
         console.print(f"[red]{exc}[/red]")
-        stop()
-    key = next(iter(parse_api_keys(settings.api_keys.get_secret_value())))
-    console.print(
-        f"\n[bold green]tokenrelay is ready[/bold green] in {time.monotonic() - started:.1f}s\n"
-        f"  API          {base}/v1/jobs\n"
-        f"  health       {base}/readyz   metrics {base}/metrics\n"
-        f"  worker       http://{settings.http_host}:{http_port + 1}/readyz\n"
-        f"  API key      {key}\n"
-        f"  logs         {logs}\n\n"
-        f"  try:  .venv/bin/tokenrelay submit \"hello\" --stream\n"
-        f"Ctrl-C stops everything.\n"
-    )
-    while True:
-        for p in procs:
-            if p.poll() is not None:
-                console.print(f"[red]a service exited with {p.returncode}; stopping[/red]")
-                stop()
-        time.sleep(0.5)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop_all(procs, broker)

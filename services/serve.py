@@ -131,7 +131,12 @@ def serve(settings: Settings, names: list[str], port: int | None = None) -> None
     """Run the composed app until SIGINT or SIGTERM; uvicorn then runs the shutdown."""
     app = build_app(settings, names)
     config = uvicorn.Config(
-        app, host=settings.http_host, port=port or settings.http_port,
-        log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=30,
+        app,
+        host=settings.http_host,
+        port=port or settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=30,
     )
     uvicorn.Server(config).run()

@@ -41,7 +41,9 @@ class Access:
         tenant = check_stream_token(self._secret, token, job_id)
         if tenant is None:
             raise ApiError(
-                401, "unauthenticated", "the stream token is invalid, expired or for another job",
+                401,
+                "unauthenticated",
+                "the stream token is invalid, expired or for another job",
                 "token",
             )
         return Principal(tenant, Role.USER)

@@ -77,7 +77,9 @@ def make_stream_token(
     return f"{payload}.{_sign(secret, payload)}"
 
 
-def check_stream_token(secret: bytes, token: str, job_id: str, now: float | None = None) -> str | None:
+def check_stream_token(
+    secret: bytes, token: str, job_id: str, now: float | None = None
+) -> str | None:
     """The tenant the token was issued to, if it is genuine, for ``job_id`` and unexpired."""
     parts = token.rsplit(".", 3)
     if len(parts) != 4:

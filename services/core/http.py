@@ -11,14 +11,14 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-import orjson
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.core.errors import ApiError
+from services.core.errors import ApiError, KafkaError
 from services.core.metrics import JOBS_REJECTED
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def validation_error_response(exc: RequestValidationError) -> Response:
     first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
     if first.get("type") == "json_invalid":
         return error_response(400, "invalid_json", "the body is not valid JSON", "body")
-    field = field_path(first.get("loc", ()))
+    field = field_path(tuple(first.get("loc", ())))
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if first.get("type") == "missing" and field is None:
         return error_response(422, "invalid_request", "a JSON body is required", "body")
@@ -86,7 +86,17 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
 
+    async def on_kafka(r: Request, exc: Exception) -> Response:
+        log.warning("%s %s: Kafka failed: %s", r.method, r.url.path, exc)
+        return error_response(503, "kafka_unavailable", "Kafka did not answer; retry shortly")
+
+    async def on_unexpected(r: Request, exc: Exception) -> Response:
+        log.error("%s %s failed", r.method, r.url.path, exc_info=exc)
+        return error_response(500, "internal", "internal error; the server log has the details")
+
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(KafkaError, on_kafka)
+    app.add_exception_handler(Exception, on_unexpected)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
 

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import confluent_kafka as ck
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from services.core.errors import (
     ConsumeError,
@@ -92,6 +92,14 @@ class TopicSpec:
 TopicPartition = tuple[str, int]
 
 
+def _coordinates(msg: ck.Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a delivered or consumed message, which has all three."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise KafkaError(f"message without coordinates: {topic}[{partition}]@{offset}")
+    return topic, partition, offset
+
+
 def _error(err: ck.KafkaError, what: str, cls: type[KafkaError] = KafkaError) -> KafkaError:
     return cls(f"{what}: {err.str()}", code=err.code(), retriable=err.retriable())
 
@@ -101,7 +109,10 @@ class Producer:
 
     def __init__(self, bootstrap: str, **overrides: Any) -> None:
         self._config = {
-            "bootstrap.servers": bootstrap, "logger": _rdkafka_log, **PRODUCER_DEFAULTS, **overrides
+            "bootstrap.servers": bootstrap,
+            "logger": _rdkafka_log,
+            **PRODUCER_DEFAULTS,
+            **overrides,
         }
         self._producer: ck.Producer | None = None
         self._stop = threading.Event()
@@ -121,7 +132,9 @@ class Producer:
         self._loop = asyncio.get_running_loop()
         self._producer = ck.Producer(self._config)
         self._stop.clear()
-        self._poller = threading.Thread(target=self._poll_forever, name="producer-poll", daemon=True)
+        self._poller = threading.Thread(
+            target=self._poll_forever, name="producer-poll", daemon=True
+        )
         self._poller.start()
 
     def _poll_forever(self) -> None:
@@ -148,7 +161,7 @@ class Producer:
             if err is not None:
                 result: Delivered | KafkaError = _error(err, f"delivery to {topic}", DeliveryError)
             else:
-                result = Delivered(msg.topic(), msg.partition(), msg.offset())
+                result = Delivered(*_coordinates(msg))
             loop.call_soon_threadsafe(_settle, fut, result)
 
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
@@ -198,6 +211,25 @@ def _settle(fut: asyncio.Future[Delivered], result: Delivered | KafkaError) -> N
 AssignCallback = Callable[[list[TopicPartition]], None]
 
 
+TRANSIENT_CODES = frozenset(
+    {
+        ck.KafkaError.NOT_LEADER_FOR_PARTITION,
+        ck.KafkaError.LEADER_NOT_AVAILABLE,
+        ck.KafkaError.UNKNOWN_TOPIC_OR_PART,
+        ck.KafkaError.REQUEST_TIMED_OUT,
+        ck.KafkaError._TRANSPORT,
+        ck.KafkaError._TIMED_OUT,
+        ck.KafkaError.FENCED_LEADER_EPOCH,
+        ck.KafkaError.UNKNOWN_LEADER_EPOCH,
+    }
+)
+"""Errors a lookup meets while a new topic's leadership settles; worth retrying."""
+
+
+def is_transient(err: ck.KafkaError) -> bool:
+    return bool(err.retriable()) or err.code() in TRANSIENT_CODES
+
+
 class Consumer:
     """A confluent-kafka consumer whose blocking calls run on one dedicated thread."""
 
@@ -224,6 +256,22 @@ class Consumer:
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def _lookup(self, what: str, timeout: float, fn: Callable[..., T], *args: Any) -> T:
+        """Run a broker lookup, retrying transient errors (a leader moving) until ``timeout``."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        backoff = 0.05
+        while True:
+            try:
+                return await self._call(fn, *args)
+            except ck.KafkaException as exc:
+                err = exc.args[0]
+                if not is_transient(err) or loop.time() + backoff > give_up:
+                    raise _error(err, what, ConsumeError) from exc
+                log.debug("%s: %s; retrying in %.2fs", what, err.str(), backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
 
     @property
     def _c(self) -> ck.Consumer:
@@ -268,9 +316,17 @@ class Consumer:
             if err is not None:
                 if err.code() == ck.KafkaError._PARTITION_EOF:
                     continue
+                if is_transient(err):
+                    log.info(
+                        "consume %s[%s]: %s (librdkafka retries)",
+                        m.topic(),
+                        m.partition(),
+                        err.str(),
+                    )
+                    continue
                 raise _error(err, f"consume {m.topic()}[{m.partition()}]", ConsumeError)
             _, ts = m.timestamp()
-            out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value(), ts))
+            out.append(Record(*_coordinates(m), m.key(), m.value(), ts))
         return out
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
@@ -293,8 +349,13 @@ class Consumer:
         return [(tp.topic, tp.partition) for tp in await self._call(self._c.assignment)]
 
     async def position(self, topic: str, partition: int) -> int:
-        """The offset of the next record this consumer will read from the partition (-1: unknown)."""
-        res = await self._call(self._c.position, [ck.TopicPartition(topic, partition)])
+        """The offset of the next record this consumer will read (negative: not known yet)."""
+        res = await self._lookup(
+            f"position in {topic}[{partition}]",
+            10.0,
+            self._c.position,
+            [ck.TopicPartition(topic, partition)],
+        )
         off: int = res[0].offset
         return off
 
@@ -302,20 +363,27 @@ class Consumer:
         self, topic: str, partition: int, ts_ms: int, timeout: float = 10.0
     ) -> int | None:
         """The first offset whose timestamp is at or after ``ts_ms``; None if there is none."""
-        res = await self._call(
-            self._c.offsets_for_times, [ck.TopicPartition(topic, partition, ts_ms)], timeout
+        res = await self._lookup(
+            f"offset for time {ts_ms} in {topic}[{partition}]",
+            timeout,
+            self._c.offsets_for_times,
+            [ck.TopicPartition(topic, partition, ts_ms)],
+            min(timeout, 5.0),
         )
         off: int = res[0].offset
         return None if off < 0 else off
 
-    async def watermarks(self, topic: str, partition: int, timeout: float = 10.0) -> tuple[int, int]:
+    async def watermarks(
+        self, topic: str, partition: int, timeout: float = 10.0
+    ) -> tuple[int, int]:
         """(low, high): the first offset held and the offset the next record will get."""
-        try:
-            lo, hi = await self._call(
-                self._c.get_watermark_offsets, ck.TopicPartition(topic, partition), timeout
-            )
-        except ck.KafkaException as exc:
-            raise _error(exc.args[0], f"watermarks of {topic}[{partition}]", ConsumeError) from exc
+        lo, hi = await self._lookup(
+            f"watermarks of {topic}[{partition}]",
+            timeout,
+            self._c.get_watermark_offsets,
+            ck.TopicPartition(topic, partition),
+            min(timeout, 5.0),
+        )
         return lo, hi
 
     async def close(self) -> None:
@@ -329,9 +397,8 @@ class Admin:
     """Topic and cluster administration."""
 
     def __init__(self, bootstrap: str, **overrides: Any) -> None:
-        self._admin = AdminClient(
-            {"bootstrap.servers": bootstrap, "logger": _rdkafka_log, **overrides}
-        )
+        config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _rdkafka_log}
+        self._admin = AdminClient({**config, **overrides})
 
     async def topics(self, timeout: float = 5.0) -> dict[str, int]:
         """Existing topics → partition count. Raises ``KafkaUnavailableError`` if none answers."""

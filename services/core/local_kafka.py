@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import os
 import shutil
@@ -61,9 +62,18 @@ def fetch(version: str, cache_dir: Path) -> Path:
     print(f"fetching Apache Kafka {version} jars with mvn into {libs} …", file=sys.stderr)  # noqa: T201
     started = time.monotonic()
     result = subprocess.run(  # noqa: S603
-        [mvn, "-B", "-q", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}"],
-        check=False, capture_output=True, text=True,
+        [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(work / "pom.xml"),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         tail = (result.stdout + result.stderr).strip().splitlines()[-15:]
@@ -96,26 +106,28 @@ class BrokerPaths:
 
 
 def server_properties(host: str, port: int, controller_port: int, log_dir: Path) -> str:
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@{host}:{controller_port}",
-        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://{host}:{port}",
-        "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        f"log.dirs={log_dir}",
-        "num.partitions=3",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=6",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "transaction.state.log.num.partitions=6",
-        "group.initial.rebalance.delay.ms=0",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{controller_port}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={log_dir}",
+            "num.partitions=3",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=6",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "transaction.state.log.num.partitions=6",
+            "group.initial.rebalance.delay.ms=0",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "",
+        ]
+    )
 
 
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -127,7 +139,7 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
 
 
 def split_bootstrap(bootstrap: str) -> tuple[str, int]:
-    first = bootstrap.split(",")[0].strip()
+    first = bootstrap.split(",", maxsplit=1)[0].strip()
     host, _, port = first.rpartition(":")
     if not host or not port.isdigit():
         raise ConfigError(f"TOKENRELAY_KAFKA_BOOTSTRAP {bootstrap!r} is not host:port")
@@ -153,9 +165,16 @@ class LocalBroker:
     def _java(self, libs: Path, main: str, *args: str) -> list[str]:
         java, _ = require_tools()
         return [
-            java, "-Xms256m", "-Xmx1g", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java,
+            "-Xms256m",
+            "-Xmx1g",
+            "-XX:+UseG1GC",
+            "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={_HERE / 'log4j2.yaml'}",
-            "-cp", f"{libs}/*", main, *args,
+            "-cp",
+            f"{libs}/*",
+            main,
+            *args,
         ]
 
     def format(self, libs: Path) -> None:
@@ -167,8 +186,12 @@ class LocalBroker:
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         cmd = self._java(
-            libs, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-            "-c", str(self.paths.config),
+            libs,
+            "kafka.tools.StorageTool",
+            "format",
+            f"--cluster-id={cluster_id}",  # an id may start with "-"
+            "-c",
+            str(self.paths.config),
         )
         result = subprocess.run(cmd, check=False, capture_output=True, text=True)  # noqa: S603
         if result.returncode != 0:
@@ -199,7 +222,9 @@ class LocalBroker:
             self._out = self.paths.output.open("ab")
             self._proc = subprocess.Popen(  # noqa: S603
                 self._java(libs, "kafka.Kafka", str(self.paths.config)),
-                stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=self._out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
             pid = self._proc.pid
             self.paths.pid.write_text(str(pid))
@@ -248,7 +273,5 @@ class LocalBroker:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):  # not our child: nothing to reap
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-JOBS_SUBMITTED = Counter(
-    "tokenrelay_jobs_submitted_total", "Jobs accepted by ingest", ["priority"]
-)
+JOBS_SUBMITTED = Counter("tokenrelay_jobs_submitted_total", "Jobs accepted by ingest", ["priority"])
 JOBS_REJECTED = Counter(
     "tokenrelay_requests_rejected_total", "Requests answered with a 4xx", ["code"]
 )

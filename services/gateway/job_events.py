@@ -63,7 +63,9 @@ class JobEventReader:
         ms = job_id_ms(self.job_id)
         if ms is None:
             return None
-        start = await self._consumer.offset_for_time(self.topic, self.partition, ms - SEEK_MARGIN_MS)
+        start = await self._consumer.offset_for_time(
+            self.topic, self.partition, ms - SEEK_MARGIN_MS
+        )
         if start is None:
             return None
         _, high = await self._consumer.watermarks(self.topic, self.partition)

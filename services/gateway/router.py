@@ -66,7 +66,9 @@ def make_router(rt: Runtime, heartbeat_s: float = HEARTBEAT_S) -> APIRouter:
             after = parse_last_event_id(last_event_id_header or last_event_id)
         except ValueError as exc:
             raise ApiError(400, "invalid_request", str(exc), "Last-Event-ID") from exc
-        reader = JobEventReader(rt.settings.kafka_bootstrap, topic, await tokens_partitions(), job_id)
+        reader = JobEventReader(
+            rt.settings.kafka_bootstrap, topic, await tokens_partitions(), job_id
+        )
         await reader.__aenter__()
         try:
             located = await reader.locate()

@@ -14,7 +14,9 @@ from typing import Any
 
 class IdempotencyCache:
     def __init__(self, max_entries: int = 100_000, ttl_s: float = 24 * 3600) -> None:
-        self._entries: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[float, asyncio.Future[Any]]] = (
+            OrderedDict()
+        )
         self._max = max_entries
         self._ttl = ttl_s
 

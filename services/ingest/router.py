@@ -1,4 +1,6 @@
-"""``POST /v1/jobs``: validate, publish ``queued`` then the command, answer 202 once both are durable.
+"""``POST /v1/jobs``: validate, publish ``queued`` and then the command, answer 202.
+
+The answer goes out only once Kafka has confirmed both records.
 
 ``queued`` is confirmed before the command is produced, so it always precedes
 the worker's ``started`` on the job's partition of ``tokenrelay.tokens``.
@@ -35,7 +37,9 @@ def resolve_provider(req: JobRequest, rt: Runtime) -> tuple[str, str]:
     provider = req.provider or rt.settings.default_provider
     if provider == "openai" and rt.settings.openai_api_key is None:
         raise ApiError(
-            422, "invalid_request", "the openai provider is not configured (OPENAI_API_KEY)",
+            422,
+            "invalid_request",
+            "the openai provider is not configured (OPENAI_API_KEY)",
             "provider",
         )
     if provider == "fake":
@@ -43,7 +47,9 @@ def resolve_provider(req: JobRequest, rt: Runtime) -> tuple[str, str]:
             FakeProviderOptions.model_validate(req.provider_options)
         except ValueError as exc:
             raise ApiError(
-                422, "invalid_request", f"invalid provider_options for fake: {exc}",
+                422,
+                "invalid_request",
+                f"invalid provider_options for fake: {exc}",
                 "provider_options",
             ) from exc
     return provider, req.model or rt.settings.default_model(provider)
@@ -61,12 +67,25 @@ def make_router(rt: Runtime) -> APIRouter:
         provider, model = resolve_provider(req, rt)
         job_id, now = new_job_id(), now_us()
         queued = Queued(
-            job_id=job_id, attempt=0, seq=0, ts=now, worker_id="ingest", tenant=who.tenant,
-            priority=req.priority, model=model, provider=provider, estimated_cost_usd=0.0,
+            job_id=job_id,
+            attempt=0,
+            seq=0,
+            ts=now,
+            worker_id="ingest",
+            tenant=who.tenant,
+            priority=req.priority,
+            model=model,
+            provider=provider,
+            estimated_cost_usd=0.0,
         )
         command = JobCommand(
-            job_id=job_id, tenant=who.tenant, attempt=1, submitted_at=now,
-            provider=provider, model=model, request=req,
+            job_id=job_id,
+            tenant=who.tenant,
+            attempt=1,
+            submitted_at=now,
+            provider=provider,
+            model=model,
+            request=req,
         )
         try:
             async with asyncio.timeout(SUBMIT_TIMEOUT_S):
@@ -76,7 +95,11 @@ def make_router(rt: Runtime) -> APIRouter:
             log.warning("job %s not accepted: %s", job_id, exc or "timed out")
             raise ApiError(503, "kafka_unavailable", "the job could not be stored; retry") from exc
         log.info(
-            "job %s queued by %s at %s[%d]@%d", job_id, who.tenant, where.topic, where.partition,
+            "job %s queued by %s at %s[%d]@%d",
+            job_id,
+            who.tenant,
+            where.topic,
+            where.partition,
             where.offset,
         )
         JOBS_SUBMITTED.labels(req.priority.value).inc()
@@ -93,7 +116,7 @@ def make_router(rt: Runtime) -> APIRouter:
     async def submit_job(
         req: JobRequest,
         who: Principal = Depends(principal),  # noqa: B008
-        idempotency_key: str | None = Header(default=None, max_length=200),  # noqa: B008
+        idempotency_key: str | None = Header(default=None, max_length=200),
     ) -> JsonResponse:
         started = time.perf_counter()
         if idempotency_key is None:

@@ -63,10 +63,14 @@ async def run_attempt(
     """Run ``command`` once through ``provider``; every event goes to ``emit``; returns the last."""
     ev = AttemptEvents(command, worker_id)
     started_us = now_us()
-    await emit(Started(
-        **ev.fields(), model=command.model, provider=provider.name,
-        queue_wait_ms=max(0.0, (started_us - command.submitted_at) / 1000),
-    ))
+    await emit(
+        Started(
+            **ev.fields(),
+            model=command.model,
+            provider=provider.name,
+            queue_wait_ms=max(0.0, (started_us - command.submitted_at) / 1000),
+        )
+    )
     t0 = time.monotonic()
     first: float | None = None
     parts: list[str] = []
@@ -85,10 +89,14 @@ async def run_attempt(
                 if chunk.usage is not None:
                     usage = chunk.usage
         content = "".join(parts)
-        parsed = _parse_json(content) if command.request.response_format is ResponseFormat.JSON else None
+        parsed = (
+            _parse_json(content) if command.request.response_format is ResponseFormat.JSON else None
+        )
     except TimeoutError:
         failed = Failed(
-            **ev.fields(), error_kind=ErrorKind.TIMEOUT, retryable=True,
+            **ev.fields(),
+            error_kind=ErrorKind.TIMEOUT,
+            retryable=True,
             message=f"the job ran longer than timeout_s={command.request.timeout_s}",
         )
         await emit(failed)
@@ -103,7 +111,11 @@ async def run_attempt(
     usage = usage or Usage(prompt_tokens=0, completion_tokens=len(parts))
     gen_time = duration - ((first - t0) if first is not None else 0.0)
     completed = Completed(
-        **ev.fields(), content=content, parsed=parsed, finish_reason=finish, usage=usage,
+        **ev.fields(),
+        content=content,
+        parsed=parsed,
+        finish_reason=finish,
+        usage=usage,
         cost_usd=0.0,
         ttft_ms=_ms(first - t0) if first is not None else None,
         duration_ms=_ms(duration),

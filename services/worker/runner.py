@@ -50,9 +50,13 @@ class WorkerRunner:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._consumer = Consumer(
-            self.settings.kafka_bootstrap, self.settings.worker_group,
-            **{"client.id": self.settings.worker_id, "fetch.wait.max.ms": 50,
-               "partition.assignment.strategy": "cooperative-sticky"},
+            self.settings.kafka_bootstrap,
+            self.settings.worker_group,
+            **{
+                "client.id": self.settings.worker_id,
+                "fetch.wait.max.ms": 50,
+                "partition.assignment.strategy": "cooperative-sticky",
+            },
         )
         await self._consumer.start()
 
@@ -66,7 +70,11 @@ class WorkerRunner:
             self.topics.jobs_by_priority(), on_assign=on_assign, on_revoke=on_revoke
         )
         self._task = asyncio.create_task(self._loop(), name="worker-loop")
-        log.info("worker %s consuming %s", self.settings.worker_id, ", ".join(self.topics.jobs_by_priority()))
+        log.info(
+            "worker %s consuming %s",
+            self.settings.worker_id,
+            ", ".join(self.topics.jobs_by_priority()),
+        )
 
     def _assigned(self, tps: list[TopicPartition]) -> None:
         self.joined.set()
@@ -129,7 +137,9 @@ class WorkerRunner:
         JOBS_FINISHED.labels(terminal.type, command.provider).inc()
 
     async def _run(self, command: JobCommand, record: Record) -> JobEvent:
-        log.info("job %s attempt %d started from %s", command.job_id, command.attempt, record.where())
+        log.info(
+            "job %s attempt %d started from %s", command.job_id, command.attempt, record.where()
+        )
         deliveries: list[asyncio.Future[Delivered]] = []
         tokens = TOKENS_PRODUCED.labels(command.provider)
 
@@ -144,7 +154,8 @@ class WorkerRunner:
         if provider is None:
             terminal: JobEvent = Failed(
                 **AttemptEvents(command, self.settings.worker_id).fields(),
-                error_kind=ErrorKind.INVALID_REQUEST, retryable=False,
+                error_kind=ErrorKind.INVALID_REQUEST,
+                retryable=False,
                 message=f"provider {command.provider!r} is not configured on this worker",
             )
             await emit(terminal)
@@ -158,7 +169,10 @@ class WorkerRunner:
         POISON_RECORDS.labels(record.topic).inc()
         log.error("poison record at %s sent to %s: %s", record.where(), self.topics.dlq, exc)
         letter = DeadLetter(
-            source=record.where(), error_kind="decode", error=str(exc), ts=now_us(),
+            source=record.where(),
+            error_kind="decode",
+            error=str(exc),
+            ts=now_us(),
             raw=(record.value or b"").decode("utf-8", errors="replace"),
         )
         await self.producer.send(self.topics.dlq, record.key, encode(letter))

@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import ALICE
+from services.core.settings import Settings
+from tests.conftest import ALICE, API_KEYS
+from tests.support.stack import running
 
 pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="module")
-def client(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    import uuid
-
-    from services.core.settings import Settings
-    from tests.conftest import API_KEYS
-    from tests.support.stack import running
-
+def client(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[httpx.Client]:
     run = uuid.uuid4().hex[:10]
     settings = Settings(
-        kafka_bootstrap=kafka_bootstrap, topic_prefix=f"v{run}", worker_group=f"w{run}",
-        api_keys=API_KEYS, data_dir=tmp_path_factory.mktemp("data"),  # type: ignore[arg-type]
+        kafka_bootstrap=kafka_bootstrap,
+        topic_prefix=f"v{run}",
+        worker_group=f"w{run}",
+        api_keys=API_KEYS,
+        data_dir=tmp_path_factory.mktemp("data"),  # type: ignore[arg-type]
     )
-    with running(settings, ["ingest", "gateway", "worker"]) as base, httpx.Client(
-        base_url=base, timeout=30
-    ) as c:
+    with (
+        running(settings, ["ingest", "gateway", "worker"]) as base,
+        httpx.Client(base_url=base, timeout=30) as c,
+    ):
         yield c
 
 
@@ -73,7 +76,9 @@ def test_huge_prompt_is_refused_without_reading_it_all(client: httpx.Client) -> 
     r = client.post("/v1/jobs", json={"prompt": "x" * 10_000_000}, headers=ALICE)
     assert r.status_code == 413
     assert error_of(r) == {
-        "code": "payload_too_large", "message": error_of(r)["message"], "field": "body"
+        "code": "payload_too_large",
+        "message": error_of(r)["message"],
+        "field": "body",
     }
 
 
@@ -85,10 +90,16 @@ def test_prompt_over_the_character_limit_is_422(client: httpx.Client) -> None:
 
 def test_wrong_json_is_400(client: httpx.Client) -> None:
     r = client.post(
-        "/v1/jobs", content=b'{"prompt": "hi",', headers={**ALICE, "content-type": "application/json"}
+        "/v1/jobs",
+        content=b'{"prompt": "hi",',
+        headers={**ALICE, "content-type": "application/json"},
     )
     assert r.status_code == 400
-    assert error_of(r) == {"code": "invalid_json", "message": "the body is not valid JSON", "field": "body"}
+    assert error_of(r) == {
+        "code": "invalid_json",
+        "message": "the body is not valid JSON",
+        "field": "body",
+    }
 
 
 def test_not_an_object_is_422(client: httpx.Client) -> None:
@@ -108,7 +119,9 @@ def test_wrong_or_missing_key_is_401(client: httpx.Client, headers: dict[str, st
 
 
 def test_x_api_key_header_works(client: httpx.Client) -> None:
-    r = client.post("/v1/jobs", json={"prompt": "hi", "max_tokens": 1}, headers={"X-API-Key": "key-alice"})
+    r = client.post(
+        "/v1/jobs", json={"prompt": "hi", "max_tokens": 1}, headers={"X-API-Key": "key-alice"}
+    )
     assert r.status_code == 202
 
 

@@ -12,6 +12,7 @@ from schemas.events import JobEvent
 from schemas.jobs import JobRequest
 from services.core.ids import new_job_id, now_us
 from services.worker.attempt import run_attempt
+from services.worker.providers.base import ProviderError
 from services.worker.providers.openai_chat import OpenAIProvider
 from tests.conftest import ALICE
 from tests.support.openai_server import REPLY, RETRY_AFTER_S, OpenAIServer, openai_server
@@ -27,8 +28,12 @@ def server() -> Iterator[tuple[str, OpenAIServer]]:
 
 def command(model: str, **req: object) -> JobCommand:
     return JobCommand(
-        job_id=new_job_id(), tenant="alice", submitted_at=now_us(), provider="openai",
-        model=model, request=JobRequest(prompt="hi", **req),  # type: ignore[arg-type]
+        job_id=new_job_id(),
+        tenant="alice",
+        submitted_at=now_us(),
+        provider="openai",
+        model=model,
+        request=JobRequest(prompt="hi", **req),  # type: ignore[arg-type]
     )
 
 
@@ -46,7 +51,9 @@ async def run(base_url: str, model: str, **req: object) -> list[JobEvent]:
     return events
 
 
-async def test_happy_path_streams_deltas_and_reports_usage(server: tuple[str, OpenAIServer]) -> None:
+async def test_happy_path_streams_deltas_and_reports_usage(
+    server: tuple[str, OpenAIServer],
+) -> None:
     url, srv = server
     events = await run(url, "ok", temperature=0.2)
     assert [e.type for e in events] == ["started", *["token"] * len(REPLY), "completed"]
@@ -64,7 +71,9 @@ async def test_happy_path_streams_deltas_and_reports_usage(server: tuple[str, Op
     assert sent["auth"] == "Bearer sk-test"
 
 
-async def test_max_tokens_is_passed_and_finish_reason_is_length(server: tuple[str, OpenAIServer]) -> None:
+async def test_max_tokens_is_passed_and_finish_reason_is_length(
+    server: tuple[str, OpenAIServer],
+) -> None:
     url, srv = server
     events = await run(url, "ok", max_tokens=4)
     done = events[-1]
@@ -97,8 +106,6 @@ async def test_errors_end_in_a_failed_event_of_the_right_kind(
 
 
 async def test_rate_limit_keeps_retry_after(server: tuple[str, OpenAIServer]) -> None:
-    from services.worker.providers.base import ProviderError
-
     url, _ = server
     provider = OpenAIProvider("sk-test", url)
     try:
@@ -114,7 +121,10 @@ async def test_rate_limit_keeps_retry_after(server: tuple[str, OpenAIServer]) ->
 def test_pipeline_runs_openai_jobs(server: tuple[str, OpenAIServer], make_settings) -> None:  # type: ignore[no-untyped-def]
     url, _ = server
     settings = make_settings(openai_api_key="sk-test", openai_base_url=url, openai_model="ok")
-    with running(settings, ["ingest", "gateway", "worker"]) as base, httpx.Client(base_url=base, timeout=30) as client:
+    with (
+        running(settings, ["ingest", "gateway", "worker"]) as base,
+        httpx.Client(base_url=base, timeout=30) as client,
+    ):
         r = client.post("/v1/jobs", json={"prompt": "hi"}, headers=ALICE)
         assert r.status_code == 202, r.text
         events = read_events(client, r.json()["stream_url"], ALICE)

@@ -68,8 +68,12 @@ def kafka_broker(root: Path) -> Iterator[str]:
     else:
         defaults = Settings()
         broker = LocalBroker(
-            root=root, host="127.0.0.1", port=free_port(), controller_port=free_port(),
-            version=defaults.kafka_version, cache_dir=defaults.kafka_cache_dir,
+            root=root,
+            host="127.0.0.1",
+            port=free_port(),
+            controller_port=free_port(),
+            version=defaults.kafka_version,
+            cache_dir=defaults.kafka_cache_dir,
         )
         broker.start()
         try:

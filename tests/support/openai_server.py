@@ -29,17 +29,22 @@ RETRY_AFTER_S = 7
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time()),
-        "model": model, "system_fingerprint": "fp_test",
+        "id": "chatcmpl-test",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": "fp_test",
         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
     }
 
 
-def _error(status: int, message: str, kind: str, code: str | None,
-           headers: dict[str, str] | None = None) -> Response:
+def _error(
+    status: int, message: str, kind: str, code: str | None, headers: dict[str, str] | None = None
+) -> Response:
     body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json",
-                    headers=headers)
+    return Response(
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 class BrokenStreamError(Exception):
@@ -56,11 +61,17 @@ class OpenAIServer:
         self.requests.append({"body": body, "auth": request.headers.get("authorization")})
         model = body["model"]
         if model == "rate-limited":
-            return _error(429, "Rate limit reached for requests", "requests", "rate_limit_exceeded",
-                          {"retry-after": str(RETRY_AFTER_S)})
+            return _error(
+                429,
+                "Rate limit reached for requests",
+                "requests",
+                "rate_limit_exceeded",
+                {"retry-after": str(RETRY_AFTER_S)},
+            )
         if model == "bad-key":
-            return _error(401, "Incorrect API key provided", "invalid_request_error",
-                          "invalid_api_key")
+            return _error(
+                401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key"
+            )
         if model == "server-error":
             return _error(500, "The server had an error", "server_error", None)
         return StreamingResponse(self._stream(body), media_type="text/event-stream")
@@ -69,7 +80,9 @@ class OpenAIServer:
         model = body["model"]
         limit = body.get("max_tokens") or len(REPLY)
         words = REPLY[:limit]
-        yield b"data: " + orjson.dumps(_chunk(model, {"role": "assistant", "content": ""})) + b"\n\n"
+        yield (
+            b"data: " + orjson.dumps(_chunk(model, {"role": "assistant", "content": ""})) + b"\n\n"
+        )
         for i, word in enumerate(words):
             if model == "broken" and i == 3:
                 raise BrokenStreamError
@@ -77,8 +90,11 @@ class OpenAIServer:
         finish = "length" if limit < len(REPLY) else "stop"
         yield b"data: " + orjson.dumps(_chunk(model, {}, finish)) + b"\n\n"
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": 11, "completion_tokens": len(words),
-                     "total_tokens": 11 + len(words)}
+            usage = {
+                "prompt_tokens": 11,
+                "completion_tokens": len(words),
+                "total_tokens": 11 + len(words),
+            }
             final = {**_chunk(model, {}), "choices": [], "usage": usage}
             yield b"data: " + orjson.dumps(final) + b"\n\n"
         yield b"data: [DONE]\n\n"
@@ -89,8 +105,9 @@ def openai_server() -> Iterator[tuple[str, OpenAIServer]]:
     """Yield (base_url ending in /v1, server) while the server runs in a thread."""
     server = OpenAIServer()
     port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(server.app, host="127.0.0.1", port=port,
-                                       log_config=None, access_log=False))
+    uv = uvicorn.Server(
+        uvicorn.Config(server.app, host="127.0.0.1", port=port, log_config=None, access_log=False)
+    )
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

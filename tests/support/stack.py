@@ -20,8 +20,12 @@ def running(settings: Settings, names: list[str], ready_path: str = "/readyz") -
     """Serve ``names`` until the block ends; yields the base URL once ``ready_path`` is 200."""
     port = free_port()
     config = uvicorn.Config(
-        build_app(settings, names), host="127.0.0.1", port=port, log_config=None,
-        access_log=False, lifespan="on",
+        build_app(settings, names),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"stack-{port}", daemon=True)

@@ -12,7 +12,11 @@ from services.worker.providers.fake import FakeProvider, fake_tokens
 
 def command(**req: object) -> JobCommand:
     return JobCommand(
-        job_id=new_job_id(), tenant="t", submitted_at=now_us(), provider="fake", model="fake-1",
+        job_id=new_job_id(),
+        tenant="t",
+        submitted_at=now_us(),
+        provider="fake",
+        model="fake-1",
         request=JobRequest(**{"prompt": "p", **req}),  # type: ignore[arg-type]
     )
 

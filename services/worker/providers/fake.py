@@ -22,11 +22,57 @@ from services.worker.providers.base import Chunk, ProviderError
 
 DEFAULT_MAX_TOKENS = 64
 _WORDS = (
-    "the kafka log keeps every token of every job in order so a client can resume "
-    "replay and watch it live while workers stream the model output and the stream "
-    "processor keeps state durable fast observable pleasant to operate with clear "
-    "metrics cost latency throughput partitions offsets consumers producers brokers"
-).split()
+    "the",
+    "kafka",
+    "log",
+    "keeps",
+    "every",
+    "token",
+    "of",
+    "every",
+    "job",
+    "in",
+    "order",
+    "so",
+    "a",
+    "client",
+    "can",
+    "resume",
+    "replay",
+    "and",
+    "watch",
+    "it",
+    "live",
+    "while",
+    "workers",
+    "stream",
+    "the",
+    "model",
+    "output",
+    "and",
+    "the",
+    "stream",
+    "processor",
+    "keeps",
+    "state",
+    "durable",
+    "fast",
+    "observable",
+    "pleasant",
+    "to",
+    "operate",
+    "with",
+    "clear",
+    "metrics",
+    "cost",
+    "latency",
+    "throughput",
+    "partitions",
+    "offsets",
+    "consumers",
+    "producers",
+    "brokers",
+)
 
 
 def prompt_text(command: JobCommand) -> str:
@@ -70,7 +116,9 @@ class FakeProvider:
                 await asyncio.sleep(0)
             yield Chunk(text=text)
         if opts.fail_with is not None:
-            raise ProviderError(ErrorKind(opts.fail_with), f"fake failure after {len(tokens)} tokens")
+            raise ProviderError(
+                ErrorKind(opts.fail_with), f"fake failure after {len(tokens)} tokens"
+            )
         usage = Usage(prompt_tokens=count_prompt_tokens(prompt), completion_tokens=len(tokens))
         yield Chunk(finish_reason="length" if command.request.max_tokens else "stop", usage=usage)
 

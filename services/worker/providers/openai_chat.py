@@ -8,10 +8,9 @@ kept for rate limits.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import httpx
 import openai
 from openai import AsyncOpenAI
 
@@ -21,7 +20,7 @@ from schemas.jobs import ResponseFormat
 from services.worker.providers.base import Chunk, ProviderError
 
 
-def retry_after_seconds(headers: httpx.Headers | None) -> float | None:
+def retry_after_seconds(headers: Mapping[str, str] | None) -> float | None:
     """``retry-after-ms`` or ``Retry-After`` (seconds) from a response, if present."""
     if headers is None:
         return None
@@ -41,23 +40,30 @@ def retry_after_seconds(headers: httpx.Headers | None) -> float | None:
 
 
 def classify(exc: Exception) -> ProviderError:
-    """Map an SDK or transport error to a ``ProviderError`` of the right kind."""
+    """Map an SDK error to a ``ProviderError`` of the right kind.
+
+    The SDK wraps transport failures (refused, reset, a body cut mid-stream) in
+    ``APIConnectionError`` and time-outs in its subclass ``APITimeoutError``.
+    """
     if isinstance(exc, openai.RateLimitError):
         return ProviderError(
             ErrorKind.RATE_LIMITED, str(exc), retry_after_seconds(exc.response.headers)
         )
     if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
         return ProviderError(ErrorKind.AUTH, str(exc))
-    if isinstance(exc, openai.BadRequestError | openai.NotFoundError | openai.UnprocessableEntityError):
+    if isinstance(
+        exc, openai.BadRequestError | openai.NotFoundError | openai.UnprocessableEntityError
+    ):
         return ProviderError(ErrorKind.INVALID_REQUEST, str(exc))
-    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+    if isinstance(exc, openai.APITimeoutError):
         return ProviderError(ErrorKind.TIMEOUT, str(exc) or "the provider timed out")
     if isinstance(exc, openai.APIStatusError):
         return ProviderError(
-            ErrorKind.PROVIDER, f"HTTP {exc.status_code}: {exc.message}",
+            ErrorKind.PROVIDER,
+            f"HTTP {exc.status_code}: {exc.message}",
             retry_after_seconds(exc.response.headers),
         )
-    if isinstance(exc, openai.APIError | httpx.HTTPError):
+    if isinstance(exc, openai.APIError):
         return ProviderError(ErrorKind.PROVIDER, f"{type(exc).__name__}: {exc}")
     return ProviderError(ErrorKind.INTERNAL, f"{type(exc).__name__}: {exc}")
 
