@@ -104,7 +104,8 @@ def _banner(settings: Settings, logs: Path, seconds: float) -> str:
     return (
         f"\n[bold green]tokenrelay is ready[/bold green] in {seconds:.1f}s\n"
         f"  API          {base}/v1/jobs\n"
-        f"  health       {base}/readyz   metrics {base}/metrics\n"
+        f"  health       {base}/readyz\n"
+        f"  metrics      {base}/metrics\n"
         f"  worker       http://{settings.http_host}:{settings.http_port + 1}/readyz\n"
         f"  API key      {key}\n"
         f"  logs         {logs}\n\n"
