@@ -7,6 +7,7 @@ keeps those files in step with the models.
 """
 
 from schemas.commands import JobCommand
+from schemas.control import Cancel, Control
 from schemas.dead_letter import DeadLetter
 from schemas.events import (
     TERMINAL_EVENT_TYPES,
@@ -27,8 +28,10 @@ from schemas.state import JobState, JobStatus
 
 __all__ = [
     "TERMINAL_EVENT_TYPES",
+    "Cancel",
     "Cancelled",
     "Completed",
+    "Control",
     "DeadLetter",
     "ErrorKind",
     "Failed",

@@ -95,6 +95,9 @@ class Failed(_Event):
     error_kind: ErrorKind
     message: str
     retryable: bool
+    retry_after_s: float | None = Field(
+        default=None, description="How long the provider asked to wait, when it said."
+    )
 
 
 class Cancelled(_Event):

@@ -95,3 +95,8 @@ class FakeProviderOptions(BaseModel):
         Literal["rate_limited", "auth", "timeout", "provider", "invalid_request", "internal"] | None
     ) = None
     fail_after: int = Field(default=0, ge=0, description="Tokens sent before failing.")
+    fail_attempts: int | None = Field(
+        default=None,
+        ge=1,
+        description="Fail only attempts up to this number (then succeed); default: every attempt.",
+    )

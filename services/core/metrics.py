@@ -23,3 +23,17 @@ EVENTS_SENT = Counter("tokenrelay_stream_events_sent_total", "Events written to 
 POISON_RECORDS = Counter(
     "tokenrelay_poison_records_total", "Records that could not be decoded", ["topic"]
 )
+TRANSACTIONS = Counter(
+    "tokenrelay_worker_transactions_total", "Settlement transactions by result", ["result"]
+)
+QUEUE_WAIT = Histogram(
+    "tokenrelay_queue_wait_seconds",
+    "From submission (or a retry's not_before) to the start of an attempt",
+    ["priority"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+RETRIES = Counter("tokenrelay_retries_total", "Attempts sent to the retry topic", ["error_kind"])
+DEAD_LETTERS = Counter("tokenrelay_dead_letters_total", "Records sent to the DLQ", ["reason"])
+RATE_LIMIT_WAIT = Counter(
+    "tokenrelay_rate_limit_wait_seconds_total", "Time jobs waited for a model's budget", ["model"]
+)

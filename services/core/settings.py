@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.jobs import Priority
+from services.core.limits import ModelLimit
 
 DEV_API_KEYS = "trk_dev_key:dev:admin"
 
@@ -38,6 +39,12 @@ class Settings(BaseSettings):
     clickhouse_url: str | None = None
 
     worker_concurrency: int = Field(default=16, ge=1)
+    worker_grace_s: float = Field(default=25.0, ge=0)
+    worker_session_timeout_ms: int = Field(default=10_000, ge=6000)
+    priority_aging_s: float = Field(default=60.0, gt=0)
+    retry_base_s: float = Field(default=1.0, ge=0)
+    retry_max_s: float = Field(default=300.0, ge=0)
+    model_limits: dict[str, ModelLimit] = Field(default_factory=dict)
     worker_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     fake_tokens_per_s: float = Field(default=50.0, gt=0)
     fake_model: str = "fake-1"

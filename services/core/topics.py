@@ -11,7 +11,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     n, rf = settings.topic_partitions, settings.replication_factor
     specs = [TopicSpec(name, n, rf) for name in t.jobs_by_priority()]
     specs += [
-        TopicSpec(t.control, n, rf),
+        TopicSpec(t.control, n, rf, {"retention.ms": str(settings.tokens_retention_ms)}),
         TopicSpec(t.retry, n, rf),
         TopicSpec(t.dlq, n, rf, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(t.tokens, n, rf, {"retention.ms": str(settings.tokens_retention_ms)}),

@@ -19,9 +19,9 @@ from fastapi.responses import StreamingResponse
 from schemas.events import JobEvent
 from services.core.auth import Principal
 from services.core.errors import ApiError
+from services.core.job_log import JobEventReader, Located, TopicPartitions
 from services.core.metrics import EVENTS_SENT, STREAMS_OPEN
 from services.core.runtime import Runtime
-from services.gateway.job_events import JobEventReader, Located
 from services.gateway.sse import HEARTBEAT, frame, parse_last_event_id, retry_hint
 
 log = logging.getLogger(__name__)
@@ -37,15 +37,10 @@ Item = tuple[int, JobEvent, bytes] | None
 def make_router(rt: Runtime, heartbeat_s: float = HEARTBEAT_S) -> APIRouter:
     router = APIRouter(prefix="/v1")
     topic = rt.settings.topics.tokens
-    partitions: dict[str, int] = {}
+    partitions = TopicPartitions(rt.admin)
 
     async def tokens_partitions() -> int:
-        if topic not in partitions:
-            found = (await rt.admin.topics()).get(topic)
-            if found is None:
-                raise ApiError(503, "not_ready", f"topic {topic} does not exist yet")
-            partitions[topic] = found
-        return partitions[topic]
+        return await partitions.count(topic)
 
     def caller(request: Request, job_id: str, token: str | None) -> Principal:
         has_key = "authorization" in request.headers or "x-api-key" in request.headers

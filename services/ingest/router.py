@@ -1,5 +1,9 @@
 """``POST /v1/jobs``: validate, publish ``queued`` and then the command, answer 202.
 
+``POST /v1/jobs/{id}/cancel`` (the job's tenant, or an admin) publishes a
+``Cancel`` to ``tokenrelay.jobs.control``; the worker running the job closes
+its stream, and a job still queued never starts.
+
 The answer goes out only once Kafka has confirmed both records.
 
 ``queued`` is confirmed before the command is produced, so it always precedes
@@ -11,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.commands import JobCommand
+from schemas.control import Cancel
 from schemas.events import Queued
 from schemas.jobs import FakeProviderOptions, JobRequest
 from services.core.auth import Principal
 from services.core.errors import ApiError, KafkaError
 from services.core.http import JsonResponse
 from services.core.ids import new_job_id, now_us
+from services.core.job_log import TopicPartitions, find_job
 from services.core.metrics import JOBS_SUBMITTED, SUBMIT_SECONDS
 from services.core.runtime import Runtime
 from services.core.serde import encode
@@ -30,6 +38,12 @@ from services.ingest.idempotency import IdempotencyCache
 log = logging.getLogger(__name__)
 
 SUBMIT_TIMEOUT_S = 15.0
+
+
+class CancelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=1000)
 
 
 def resolve_provider(req: JobRequest, rt: Runtime) -> tuple[str, str]:
@@ -134,4 +148,36 @@ def make_router(rt: Runtime) -> APIRouter:
         SUBMIT_SECONDS.observe(time.perf_counter() - started)
         return JsonResponse(body, status_code=202)
 
+    add_cancel_route(router, rt, principal)
     return router
+
+
+def add_cancel_route(
+    router: APIRouter, rt: Runtime, principal: Callable[[Request], Awaitable[Principal]]
+) -> None:
+    topics = rt.settings.topics
+    partitions = TopicPartitions(rt.admin)
+
+    @router.post("/jobs/{job_id}/cancel", status_code=202)
+    async def cancel_job(
+        job_id: str,
+        body: CancelRequest | None = None,
+        who: Principal = Depends(principal),  # noqa: B008
+    ) -> JsonResponse:
+        located = await find_job(
+            rt.settings.kafka_bootstrap,
+            topics.tokens,
+            await partitions.count(topics.tokens),
+            job_id,
+        )
+        if located is None or not who.may_read(located.first.tenant):
+            raise ApiError(404, "not_found", f"no job {job_id}", "job_id")
+        by = who.tenant if who.tenant == located.first.tenant else f"admin:{who.tenant}"
+        cancel = Cancel(job_id=job_id, ts=now_us(), by=by, reason=body.reason if body else None)
+        try:
+            async with asyncio.timeout(SUBMIT_TIMEOUT_S):
+                await rt.producer.send(topics.control, job_id, encode(cancel))
+        except (TimeoutError, KafkaError) as exc:
+            raise ApiError(503, "kafka_unavailable", "the cancel was not stored; retry") from exc
+        log.info("job %s cancel requested by %s", job_id, by)
+        return JsonResponse({"job_id": job_id, "status": "cancelling"}, status_code=202)

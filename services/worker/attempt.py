@@ -1,8 +1,9 @@
 """One attempt of one job: the provider's stream in, the attempt's events out, in order.
 
-``run_attempt`` knows nothing of Kafka: it calls ``emit`` for each event and
-returns the terminal one, so that unit tests drive it with a list and the
-runner with the producer. Events are numbered from ``seq`` 0 (``started``).
+``run_attempt`` knows nothing of Kafka: it calls ``emit`` for ``started`` and
+each ``token`` and returns the terminal event, so that unit tests drive it with
+a list and the runner with the producer and its transactions. Events are
+numbered from ``seq`` 0 (``started``).
 """
 
 from __future__ import annotations
@@ -11,12 +12,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from schemas.commands import JobCommand
-from schemas.events import Completed, ErrorKind, Failed, JobEvent, Started, Token, Usage
+from schemas.control import Cancel
+from schemas.events import (
+    Cancelled,
+    Completed,
+    ErrorKind,
+    Failed,
+    JobEvent,
+    Started,
+    Token,
+    Usage,
+)
 from schemas.jobs import ResponseFormat
 from services.core.ids import now_us
 from services.worker.providers.base import Provider, ProviderError
@@ -57,10 +70,62 @@ def _parse_json(content: str) -> Any:
         ) from exc
 
 
+@dataclass
+class _Progress:
+    parts: list[str] = field(default_factory=list)
+    first: float | None = None
+    finish: str | None = None
+    usage: Usage | None = None
+
+
+async def _stream(
+    command: JobCommand, provider: Provider, emit: Emit, ev: AttemptEvents, out: _Progress
+) -> None:
+    async with asyncio.timeout(command.request.timeout_s):
+        async with aclosing(provider.stream(command)) as chunks:  # type: ignore[type-var]
+            async for chunk in chunks:
+                if chunk.text:
+                    if out.first is None:
+                        out.first = time.monotonic()
+                    out.parts.append(chunk.text)
+                    await emit(Token(**ev.fields(), text=chunk.text, index=len(out.parts)))
+                if chunk.finish_reason is not None:
+                    out.finish = chunk.finish_reason
+                if chunk.usage is not None:
+                    out.usage = chunk.usage
+
+
+async def _until_cancelled(work: Awaitable[None], cancel: asyncio.Event) -> bool:
+    """Run ``work``; True if ``cancel`` was set first (``work`` is then cancelled and closed)."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(cancel.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        return True
+    task.result()
+    return False
+
+
 async def run_attempt(
-    command: JobCommand, provider: Provider, emit: Emit, worker_id: str
+    command: JobCommand,
+    provider: Provider,
+    emit: Emit,
+    worker_id: str,
+    cancel: asyncio.Event | None = None,
+    cancelled_by: Callable[[], Cancel | None] = lambda: None,
 ) -> JobEvent:
-    """Run ``command`` once through ``provider``; every event goes to ``emit``; returns the last."""
+    """Run ``command`` once through ``provider``.
+
+    ``started`` and every ``token`` go to ``emit``; the terminal event is returned,
+    not emitted, since the caller publishes it together with the job's offset.
+    Setting ``cancel`` closes the provider's stream and ends the attempt ``cancelled``.
+    """
     ev = AttemptEvents(command, worker_id)
     started_us = now_us()
     await emit(
@@ -68,58 +133,59 @@ async def run_attempt(
             **ev.fields(),
             model=command.model,
             provider=provider.name,
-            queue_wait_ms=max(0.0, (started_us - command.submitted_at) / 1000),
+            queue_wait_ms=max(0.0, (started_us - queue_since_us(command)) / 1000),
         )
     )
     t0 = time.monotonic()
-    first: float | None = None
-    parts: list[str] = []
-    finish: str | None = None
-    usage: Usage | None = None
+    progress = _Progress()
     try:
-        async with asyncio.timeout(command.request.timeout_s):
-            async for chunk in provider.stream(command):
-                if chunk.text:
-                    if first is None:
-                        first = time.monotonic()
-                    parts.append(chunk.text)
-                    await emit(Token(**ev.fields(), text=chunk.text, index=len(parts)))
-                if chunk.finish_reason is not None:
-                    finish = chunk.finish_reason
-                if chunk.usage is not None:
-                    usage = chunk.usage
-        content = "".join(parts)
+        work = _stream(command, provider, emit, ev, progress)
+        if await _until_cancelled(work, cancel or asyncio.Event()):
+            return cancelled_event(ev, cancelled_by())
+        content = "".join(progress.parts)
         parsed = (
             _parse_json(content) if command.request.response_format is ResponseFormat.JSON else None
         )
     except TimeoutError:
-        failed = Failed(
+        return Failed(
             **ev.fields(),
             error_kind=ErrorKind.TIMEOUT,
             retryable=True,
             message=f"the job ran longer than timeout_s={command.request.timeout_s}",
         )
-        await emit(failed)
-        return failed
     except ProviderError as exc:
-        failed = Failed(
-            **ev.fields(), error_kind=exc.kind, message=exc.message, retryable=exc.retryable
+        return Failed(
+            **ev.fields(),
+            error_kind=exc.kind,
+            message=exc.message,
+            retryable=exc.retryable,
+            retry_after_s=exc.retry_after_s,
         )
-        await emit(failed)
-        return failed
     duration = time.monotonic() - t0
-    usage = usage or Usage(prompt_tokens=0, completion_tokens=len(parts))
+    first, parts = progress.first, progress.parts
+    usage = progress.usage or Usage(prompt_tokens=0, completion_tokens=len(parts))
     gen_time = duration - ((first - t0) if first is not None else 0.0)
-    completed = Completed(
+    return Completed(
         **ev.fields(),
         content=content,
         parsed=parsed,
-        finish_reason=finish,
+        finish_reason=progress.finish,
         usage=usage,
         cost_usd=0.0,
         ttft_ms=_ms(first - t0) if first is not None else None,
         duration_ms=_ms(duration),
         tokens_per_s=round(len(parts) / gen_time, 3) if gen_time > 0 else 0.0,
     )
-    await emit(completed)
-    return completed
+
+
+def queue_since_us(command: JobCommand) -> int:
+    """When the job became runnable: its submission, or a retry's ``not_before``."""
+    return max(command.submitted_at, command.not_before or 0)
+
+
+def cancelled_event(ev: AttemptEvents, cancel: Cancel | None) -> Cancelled:
+    return Cancelled(
+        **ev.fields(),
+        by=cancel.by if cancel else "unknown",
+        reason=cancel.reason if cancel else None,
+    )

@@ -1,34 +1,91 @@
-"""The worker's consume loop: many jobs in flight, offsets committed only behind finished jobs.
+"""The worker's loop: fetch by priority, run many jobs at once, settle each exactly once.
 
-Order of work for each command: decode it (a poison record goes to the DLQ),
-run the attempt through its provider while every event is produced to
-``tokenrelay.tokens``, wait until all of the attempt's events are confirmed,
-and only then mark the offset finished. After each poll the loop commits, per
-partition, the lowest offset still running (``OffsetTracker``), so a crash
-re-delivers every job that had not ended and skips none. Intake pauses while
-``concurrency`` jobs run; the loop keeps polling, so a long stream never
-costs the consumer its place in the group.
+One consumer in the group ``workers`` reads the four job topics and the retry
+topic. Fetched commands wait in a ``ReadyQueue`` (retries first wait in a
+``DelayQueue`` until their ``not_before``, holding no slot); whenever a slot is
+free the most important one starts (``scheduling``). Topics whose priority has
+enough buffered work above it are paused, so an urgent job is fetched the
+moment it lands while lows wait in Kafka. The loop polls every 50 ms whatever
+runs, so a 30-minute stream never costs the consumer its place in the group.
+
+A job's life here: rate-limit budget → start mark committed (``committer.sync``)
+→ ``started`` and tokens on the idempotent producer → every token confirmed →
+the terminal event, or the retry command, or the DLQ letter, published in one
+transaction with the job's offset (``committer``). Offsets are tracked per
+partition by ``offsets.OffsetLedger``: out-of-order completion never skips a job,
+and a job that ended under a previous owner is not run twice.
+
+Cancellation comes from ``tokenrelay.jobs.control`` (``control``). On SIGTERM
+the worker stops fetching, gives running jobs ``worker_grace_s`` to end, hands
+the rest back (their start marks are committed, so the next owner runs them as
+a new attempt), commits, and leaves the group.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 from schemas.commands import JobCommand
 from schemas.dead_letter import DeadLetter
-from schemas.events import ErrorKind, Failed, JobEvent
-from services.core.errors import DecodeError, KafkaError
+from schemas.events import (
+    Completed,
+    ErrorKind,
+    Failed,
+    JobEvent,
+    Retrying,
+)
+from schemas.jobs import Priority
+from services.core.errors import DecodeError
 from services.core.ids import now_us
-from services.core.kafka import Consumer, Delivered, Producer, Record, TopicPartition
-from services.core.metrics import JOBS_FINISHED, JOBS_RUNNING, POISON_RECORDS, TOKENS_PRODUCED
+from services.core.kafka import (
+    Committed,
+    Consumer,
+    Delivered,
+    OutRecord,
+    Producer,
+    Record,
+    TopicPartition,
+    TransactionalProducer,
+)
+from services.core.metrics import (
+    DEAD_LETTERS,
+    JOBS_FINISHED,
+    JOBS_RUNNING,
+    POISON_RECORDS,
+    QUEUE_WAIT,
+    RATE_LIMIT_WAIT,
+    RETRIES,
+    TOKENS_PRODUCED,
+)
 from services.core.serde import decode, encode
 from services.core.settings import Settings
-from services.worker.attempt import AttemptEvents, run_attempt
-from services.worker.offsets import OffsetTracker
+from services.worker.attempt import AttemptEvents, cancelled_event, queue_since_us, run_attempt
+from services.worker.backoff import Outcome, decide
+from services.worker.committer import Committer, NotOwnedError
+from services.worker.control import CancelRegistry, ControlListener
+from services.worker.offsets import OffsetLedger
 from services.worker.providers.base import Provider
+from services.worker.rate_limit import RateLimiter
+from services.worker.scheduling import DelayQueue, ReadyQueue
 
 log = logging.getLogger(__name__)
+
+POLL_S = 0.05
+MAX_DELAYED = 10_000
+"""Retries held in memory before the retry topic is paused."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    tp: TopicPartition
+    offset: int
+    where: str
+    command: JobCommand
+    priority: Priority
 
 
 class WorkerRunner:
@@ -39,134 +96,351 @@ class WorkerRunner:
         self.producer = producer
         self.providers = providers
         self.topics = settings.topics
-        self.tracker = OffsetTracker()
+        self.concurrency = settings.worker_concurrency
         self.joined = asyncio.Event()
-        self._consumer: Consumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._jobs: set[asyncio.Task[None]] = set()
+        self.ledger = OffsetLedger()
+        self.ready: ReadyQueue[Job] = ReadyQueue(settings.priority_aging_s)
+        self.delayed: DelayQueue[Job] = DelayQueue()
+        self.cancels = CancelRegistry()
+        self.limiter = RateLimiter(settings.model_limits)
+        self._priority_of = {self.topics.jobs[p]: p for p in Priority}
+        self.control = ControlListener(
+            settings.kafka_bootstrap, self.topics.control, self.cancels, settings.worker_id
+        )
+        self._txn = TransactionalProducer(
+            settings.kafka_bootstrap, f"{self.topics.prefix}.worker.{settings.worker_id}"
+        )
+        self._consumer = Consumer(
+            settings.kafka_bootstrap,
+            settings.worker_group,
+            **{
+                "client.id": settings.worker_id,
+                "fetch.wait.max.ms": 50,
+                "partition.assignment.strategy": "cooperative-sticky",
+                "session.timeout.ms": settings.worker_session_timeout_ms,
+                "heartbeat.interval.ms": max(500, settings.worker_session_timeout_ms // 5),
+            },
+        )
+        self.committer = Committer(self._txn, self.ledger, self._consumer.group_metadata)
+        self._assigned: set[TopicPartition] = set()
+        self._paused: set[TopicPartition] = set()
+        self._running: dict[asyncio.Task[None], Job] = {}
+        self._side: set[asyncio.Task[None]] = set()
+        self._handing_back = False
         self._stopping = False
-        self._paused = False
+        self._task: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self._consumer = Consumer(
-            self.settings.kafka_bootstrap,
-            self.settings.worker_group,
-            **{
-                "client.id": self.settings.worker_id,
-                "fetch.wait.max.ms": 50,
-                "partition.assignment.strategy": "cooperative-sticky",
-            },
-        )
+        await self._txn.start()
+        self.committer.start()
+        await self.control.start(self.settings.topic_partitions)
         await self._consumer.start()
 
-        def on_assign(tps: list[TopicPartition]) -> None:
-            loop.call_soon_threadsafe(self._assigned, tps)
+        def on_assign(committed: dict[TopicPartition, Committed]) -> None:
+            loop.call_soon_threadsafe(self._on_assigned, committed)
 
         def on_revoke(tps: list[TopicPartition]) -> None:
-            loop.call_soon_threadsafe(self.tracker.forget, tps)
+            loop.call_soon_threadsafe(self._on_revoked, tps)
 
-        await self._consumer.subscribe(
-            self.topics.jobs_by_priority(), on_assign=on_assign, on_revoke=on_revoke
-        )
+        topics = [*self.topics.jobs_by_priority(), self.topics.retry]
+        await self._consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
         self._task = asyncio.create_task(self._loop(), name="worker-loop")
         log.info(
-            "worker %s consuming %s",
+            "worker %s consuming %s, concurrency %d",
             self.settings.worker_id,
-            ", ".join(self.topics.jobs_by_priority()),
+            ", ".join(topics),
+            self.concurrency,
         )
 
-    def _assigned(self, tps: list[TopicPartition]) -> None:
+    def ready_reason(self) -> str | None:
+        if not self.joined.is_set():
+            return "the worker has not joined its group yet"
+        if not self.control.caught_up.is_set():
+            return "the worker is still reading the control topic"
+        if self.committer.failure is not None:
+            return f"the worker cannot commit: {self.committer.failure}"
+        return None
+
+    async def stop(self) -> None:
+        """Stop intake, let running jobs end within the grace period, hand back the rest."""
+        self._stopping = True
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+        grace = self.settings.worker_grace_s
+        if self._running:
+            log.info("waiting up to %.0fs for %d running jobs", grace, len(self._running))
+            await asyncio.wait(list(self._running), timeout=grace)
+        if self._running:
+            log.info("handing back %d jobs", len(self._running))
+            self._handing_back = True
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+        await asyncio.gather(*self._side, return_exceptions=True)
+        await self.committer.stop()
+        await self.control.stop()
+        await self._consumer.close()
+        await self._txn.close()
+        for provider in self.providers.values():
+            await provider.close()
+        log.info("worker %s stopped", self.settings.worker_id)
+
+    # --- group membership ------------------------------------------------------------------
+
+    def _on_assigned(self, committed: dict[TopicPartition, Committed]) -> None:
+        for tp, c in committed.items():
+            self.ledger.assign(tp, c.offset, c.metadata)
+            self._assigned.add(tp)
         self.joined.set()
+        if committed:
+            log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(committed)))
+
+    def _on_revoked(self, tps: list[TopicPartition]) -> None:
+        gone = set(tps)
+        for tp in gone:
+            self.ledger.revoke(tp)
+        self._assigned -= gone
+        self._paused -= gone
+        self.ready.discard(lambda job: job.tp in gone)
+        self.delayed.discard(lambda job: job.tp in gone)
+        moved = [t for t, job in self._running.items() if job.tp in gone]
+        for task in moved:
+            task.cancel()
         if tps:
-            log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in tps))
+            log.info(
+                "revoked %s; %d running jobs handed back",
+                ", ".join(f"{t}[{p}]" for t, p in sorted(gone)),
+                len(moved),
+            )
+
+    # --- the loop --------------------------------------------------------------------------
 
     async def _loop(self) -> None:
-        assert self._consumer is not None
         while not self._stopping:
-            free = self.settings.worker_concurrency - len(self._jobs)
-            await self._set_paused(free <= 0)
-            records = await self._consumer.poll(max_records=max(free, 1), timeout=0.1)
-            for record in records:
-                self.tracker.started((record.topic, record.partition), record.offset)
-                task = asyncio.create_task(self._handle(record), name=f"job@{record.where()}")
-                self._jobs.add(task)
-                task.add_done_callback(self._jobs.discard)
-            await self._commit()
+            await self._apply_pauses()
+            room = max(1, min(100, self.concurrency - len(self.ready)))
+            for record in await self._consumer.poll(max_records=room, timeout=POLL_S):
+                self._intake(record)
+            now = now_us()
+            for due in self.delayed.due(now):
+                self.ready.push(due, due.priority, queue_since_us(due.command))
+            while len(self._running) < self.concurrency and (job := self.ready.pop(now)):
+                self._launch(job)
+        await self._apply_pauses()
 
-    async def _set_paused(self, paused: bool) -> None:
-        assert self._consumer is not None
-        if paused == self._paused:
-            return
-        assignment = await self._consumer.assignment()
-        if paused:
-            await self._consumer.pause(assignment)
-        else:
-            await self._consumer.resume(assignment)
-        self._paused = paused
+    def _wanted_paused(self) -> set[TopicPartition]:
+        if self._stopping:
+            return set(self._assigned)
+        fetchable = self.ready.fetchable(self.concurrency)
+        out = set()
+        for tp in self._assigned:
+            priority = self._priority_of.get(tp[0])
+            held_back = (
+                priority not in fetchable
+                if priority is not None
+                else len(self.delayed) >= MAX_DELAYED
+            )
+            if held_back or self.ledger.crowded(tp):
+                out.add(tp)
+        return out
 
-    async def _commit(self) -> None:
-        assert self._consumer is not None
-        offsets = self.tracker.committable()
-        if not offsets:
-            return
-        try:
-            await self._consumer.commit(offsets)
-        except KafkaError as exc:
-            log.warning("commit failed (%s); the jobs behind it will run again", exc)
-            return
-        self.tracker.mark_committed(offsets)
+    async def _apply_pauses(self) -> None:
+        wanted = self._wanted_paused()
+        if to_pause := wanted - self._paused:
+            await self._consumer.pause(to_pause)
+        if to_resume := self._paused - wanted:
+            await self._consumer.resume(to_resume)
+        self._paused = wanted
 
-    async def _handle(self, record: Record) -> None:
+    def _intake(self, record: Record) -> None:
         tp = (record.topic, record.partition)
+        if not self.ledger.fetched(tp, record.offset):
+            log.info("record %s ended under a previous owner; skipped", record.where())
+            return
         try:
             command = decode(JobCommand, record.value)
         except DecodeError as exc:
-            await self._dead_letter(record, exc)
-            self.tracker.finished(tp, record.offset)
+            self._spawn(self._dead_letter_poison(record, exc))
             return
-        JOBS_RUNNING.inc()
-        try:
-            terminal = await self._run(command, record)
-        except KafkaError:
-            log.exception("job %s: events not confirmed; left for redelivery", command.job_id)
-            return
-        finally:
-            JOBS_RUNNING.dec()
-        self.tracker.finished(tp, record.offset)
-        JOBS_FINISHED.labels(terminal.type, command.provider).inc()
+        priority = self._priority_of.get(record.topic, command.request.priority)
+        job = Job(tp, record.offset, record.where(), command, priority)
+        if command.not_before is not None and command.not_before > now_us():
+            self.delayed.push(job, command.not_before)
+        else:
+            self.ready.push(job, priority, queue_since_us(command))
 
-    async def _run(self, command: JobCommand, record: Record) -> JobEvent:
-        log.info(
-            "job %s attempt %d started from %s", command.job_id, command.attempt, record.where()
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._side.add(task)
+        task.add_done_callback(self._side.discard)
+
+    def _launch(self, job: Job) -> None:
+        task = asyncio.create_task(self._run_job(job), name=f"job {job.command.job_id}")
+        self._running[task] = job
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("job task failed", exc_info=exc)
+
+    # --- one job ---------------------------------------------------------------------------
+
+    async def _run_job(self, job: Job) -> None:
+        attempt = job.command.attempt + self.ledger.prior_starts(job.tp, job.offset)
+        command = job.command.model_copy(update={"attempt": attempt})
+        job_id = command.job_id
+        try:
+            terminal = await self._attempt(job, command)
+            if terminal is None:
+                return
+            await self.committer.settle(
+                job.tp, job.offset, self._settlement(job, command, terminal)
+            )
+        except NotOwnedError:
+            log.info("job %s: %s moved to another worker before it settled", job_id, job.where)
+            return
+        except asyncio.CancelledError:
+            await self._handed_back(command)
+            raise
+        JOBS_FINISHED.labels(terminal.type, command.provider).inc()
+        log.info("job %s attempt %d %s", job_id, attempt, terminal.type)
+
+    async def _attempt(self, job: Job, command: JobCommand) -> JobEvent | None:
+        """Run the attempt; the terminal event, or None when the job is no longer ours."""
+        events = AttemptEvents(command, self.settings.worker_id)
+        cancel = self.cancels.get(command.job_id)
+        if cancel is not None:
+            log.info("job %s was cancelled while queued; not started", command.job_id)
+            return cancelled_event(events, cancel)
+        if command.attempt > command.request.max_attempts:
+            return Failed(
+                **events.fields(),
+                error_kind=ErrorKind.INTERNAL,
+                retryable=False,
+                message=f"the job's worker was lost {command.attempt - 1} times",
+            )
+        provider = self.providers.get(command.provider)
+        if provider is None:
+            return Failed(
+                **events.fields(),
+                error_kind=ErrorKind.INVALID_REQUEST,
+                retryable=False,
+                message=f"provider {command.provider!r} is not configured on this worker",
+            )
+        estimate = _estimated_tokens(command)
+        waited = await self.limiter.acquire(command.model, estimate)
+        if waited:
+            RATE_LIMIT_WAIT.labels(command.model).inc(waited)
+        self.ledger.started(job.tp, job.offset)
+        await self.committer.sync()
+        if not self.ledger.owns(job.tp):
+            return None
+        QUEUE_WAIT.labels(job.priority.value).observe(
+            max(0, now_us() - queue_since_us(command)) / 1e6
         )
+        log.info("job %s attempt %d started from %s", command.job_id, command.attempt, job.where)
+        terminal = await self._stream(command, provider)
+        if isinstance(terminal, Completed):
+            self.limiter.settle(
+                command.model,
+                estimate,
+                terminal.usage.prompt_tokens + terminal.usage.completion_tokens,
+            )
+        return terminal
+
+    async def _stream(self, command: JobCommand, provider: Provider) -> JobEvent:
         deliveries: list[asyncio.Future[Delivered]] = []
         tokens = TOKENS_PRODUCED.labels(command.provider)
+        job_id = command.job_id
 
         async def emit(event: JobEvent) -> None:
             if event.type == "token":
                 tokens.inc()
             deliveries.append(
-                await self.producer.produce(self.topics.tokens, command.job_id, encode(event))
+                await self.producer.produce(self.topics.tokens, job_id, encode(event))
             )
 
-        provider = self.providers.get(command.provider)
-        if provider is None:
-            terminal: JobEvent = Failed(
-                **AttemptEvents(command, self.settings.worker_id).fields(),
-                error_kind=ErrorKind.INVALID_REQUEST,
-                retryable=False,
-                message=f"provider {command.provider!r} is not configured on this worker",
+        JOBS_RUNNING.inc()
+        try:
+            terminal = await run_attempt(
+                command,
+                provider,
+                emit,
+                self.settings.worker_id,
+                self.cancels.watch(job_id),
+                lambda: self.cancels.get(job_id),
             )
-            await emit(terminal)
-        else:
-            terminal = await run_attempt(command, provider, emit, self.settings.worker_id)
-        await asyncio.gather(*deliveries)
-        log.info("job %s attempt %d %s", command.job_id, command.attempt, terminal.type)
+            await asyncio.gather(*deliveries)
+        finally:
+            self.cancels.unwatch(job_id)
+            JOBS_RUNNING.dec()
         return terminal
 
-    async def _dead_letter(self, record: Record, exc: DecodeError) -> None:
+    def _settlement(self, job: Job, command: JobCommand, terminal: JobEvent) -> list[OutRecord]:
+        """The records that end this delivery of the job, published with its offset."""
+        key = command.job_id
+        tokens = self.topics.tokens
+        if not isinstance(terminal, Failed):
+            return [OutRecord(tokens, key, encode(terminal))]
+        decision = decide(
+            retryable=terminal.retryable,
+            attempt=command.attempt,
+            max_attempts=command.request.max_attempts,
+            retry_after_s=terminal.retry_after_s,
+            base_s=self.settings.retry_base_s,
+            max_s=self.settings.retry_max_s,
+        )
+        if decision.outcome is Outcome.RETRY:
+            not_before = now_us() + int(decision.delay_s * 1e6)
+            retrying = Retrying(
+                **terminal.model_dump(
+                    include={"job_id", "attempt", "seq", "ts", "worker_id", "tenant"}
+                ),
+                error_kind=terminal.error_kind,
+                message=terminal.message,
+                not_before=not_before,
+                next_attempt=command.attempt + 1,
+            )
+            again = command.model_copy(
+                update={"attempt": command.attempt + 1, "not_before": not_before}
+            )
+            RETRIES.labels(terminal.error_kind.value).inc()
+            log.info(
+                "job %s attempt %d %s; attempt %d in %.1fs",
+                key,
+                command.attempt,
+                terminal.error_kind.value,
+                command.attempt + 1,
+                decision.delay_s,
+            )
+            return [
+                OutRecord(tokens, key, encode(retrying)),
+                OutRecord(self.topics.retry, key, encode(again)),
+            ]
+        out = [OutRecord(tokens, key, encode(terminal))]
+        if decision.outcome is Outcome.EXHAUSTED or terminal.error_kind is ErrorKind.INTERNAL:
+            DEAD_LETTERS.labels("exhausted").inc()
+            letter = DeadLetter(
+                source=job.where,
+                error_kind=terminal.error_kind.value,
+                error=terminal.message,
+                ts=now_us(),
+                command=command,
+            )
+            out.append(OutRecord(self.topics.dlq, key, encode(letter)))
+        return out
+
+    async def _handed_back(self, command: JobCommand) -> None:
+        """The attempt stops here unsettled; the next owner's ``started`` opens a new attempt."""
+        log.info("job %s attempt %d handed back", command.job_id, command.attempt)
+
+    async def _dead_letter_poison(self, record: Record, exc: DecodeError) -> None:
         POISON_RECORDS.labels(record.topic).inc()
+        DEAD_LETTERS.labels("poison").inc()
         log.error("poison record at %s sent to %s: %s", record.where(), self.topics.dlq, exc)
         letter = DeadLetter(
             source=record.where(),
@@ -175,23 +449,17 @@ class WorkerRunner:
             ts=now_us(),
             raw=(record.value or b"").decode("utf-8", errors="replace"),
         )
-        await self.producer.send(self.topics.dlq, record.key, encode(letter))
+        try:
+            await self.committer.settle(
+                (record.topic, record.partition),
+                record.offset,
+                [OutRecord(self.topics.dlq, record.key, encode(letter))],
+            )
+        except NotOwnedError:
+            log.info("poison record at %s moved to another worker", record.where())
 
-    async def stop(self, grace_s: float = 25.0) -> None:
-        """Stop intake, let running jobs end within ``grace_s``, commit, close."""
-        self._stopping = True
-        if self._task is not None:
-            await self._task
-        if self._jobs:
-            log.info("waiting up to %.0fs for %d running jobs", grace_s, len(self._jobs))
-            _, pending = await asyncio.wait(self._jobs, timeout=grace_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        if self._consumer is not None:
-            await self._commit()
-            await self._consumer.close()
-            self._consumer = None
-        for provider in self.providers.values():
-            await provider.close()
-        log.info("worker %s stopped", self.settings.worker_id)
+
+def _estimated_tokens(command: JobCommand) -> int:
+    """Prompt characters / 4 plus ``max_tokens``: the reservation against a token budget."""
+    chars = sum(len(m.content) for m in command.request.chat_messages())
+    return chars // 4 + (command.request.max_tokens or 0)

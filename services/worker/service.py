@@ -1,4 +1,4 @@
-"""The worker as a service part: the runner, and readiness once it joined its group."""
+"""The worker as a service part: the runner, ready once it joined its group and read control."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from services.worker.runner import WorkerRunner
 def create(rt: Runtime) -> ServicePart:
     runner = WorkerRunner(rt.settings, rt.producer, make_providers(rt.settings))
 
-    async def joined() -> str | None:
-        return None if runner.joined.is_set() else "the worker has not joined its group yet"
+    async def ready() -> str | None:
+        return runner.ready_reason()
 
-    return ServicePart(name="worker", start=runner.start, stop=runner.stop, checks=[joined])
+    return ServicePart(name="worker", start=runner.start, stop=runner.stop, checks=[ready])

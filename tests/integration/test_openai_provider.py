@@ -45,7 +45,8 @@ async def run(base_url: str, model: str, **req: object) -> list[JobEvent]:
         events.append(ev)
 
     try:
-        await run_attempt(command(model, **req), provider, emit, "w1")
+        terminal = await run_attempt(command(model, **req), provider, emit, "w1")
+        events.append(terminal)
     finally:
         await provider.close()
     return events

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from schemas.commands import JobCommand
+from schemas.control import Cancel
 from schemas.events import JobEvent
 from schemas.jobs import JobRequest
 from services.core.ids import new_job_id, now_us
@@ -27,7 +30,8 @@ async def events_of(cmd: JobCommand) -> list[JobEvent]:
     async def emit(ev: JobEvent) -> None:
         out.append(ev)
 
-    await run_attempt(cmd, FakeProvider(tokens_per_s=0), emit, "w")
+    terminal = await run_attempt(cmd, FakeProvider(tokens_per_s=0), emit, "w")
+    out.append(terminal)
     return out
 
 
@@ -60,7 +64,8 @@ async def test_timeout_ends_in_failed_timeout() -> None:
     async def emit(ev: JobEvent) -> None:
         out.append(ev)
 
-    await run_attempt(cmd, FakeProvider(tokens_per_s=100), emit, "w")
+    terminal = await run_attempt(cmd, FakeProvider(tokens_per_s=100), emit, "w")
+    out.append(terminal)
     assert out[-1].type == "failed"
     assert out[-1].error_kind == "timeout"
     assert 0 < sum(e.type == "token" for e in out) < 50
@@ -70,3 +75,28 @@ async def test_json_response_format_is_parsed_or_fails() -> None:
     events = await events_of(command(response_format="json", max_tokens=3))
     assert events[-1].type == "failed"
     assert "not JSON" in events[-1].message
+
+
+async def test_fail_attempts_fails_early_attempts_then_succeeds() -> None:
+    opts = {"fail_with": "provider", "fail_attempts": 2}
+    first = await events_of(command(provider_options=opts, max_tokens=3))
+    assert first[-1].type == "failed"
+    third = command(provider_options=opts, max_tokens=3).model_copy(update={"attempt": 3})
+    assert (await events_of(third))[-1].type == "completed"
+
+
+async def test_cancel_closes_the_stream_and_ends_cancelled() -> None:
+    cancel = asyncio.Event()
+    out: list[JobEvent] = []
+
+    async def emit(ev: JobEvent) -> None:
+        out.append(ev)
+        if len(out) == 3:
+            cancel.set()
+
+    by = Cancel(job_id="j", ts=0, by="t", reason="enough")
+    cmd = command(max_tokens=1000, provider_options={"tokens_per_s": 200})
+    terminal = await run_attempt(cmd, FakeProvider(tokens_per_s=200), emit, "w", cancel, lambda: by)
+    assert terminal.type == "cancelled"
+    assert (terminal.by, terminal.reason) == ("t", "enough")
+    assert len(out) < 10, "the stream stopped right after the cancel"

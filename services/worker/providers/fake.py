@@ -104,10 +104,13 @@ class FakeProvider:
         rate = self.tokens_per_s if opts.tokens_per_s is None else opts.tokens_per_s
         prompt = prompt_text(command)
         tokens = fake_tokens(prompt, command.request.max_tokens or DEFAULT_MAX_TOKENS)
+        failing = opts.fail_with is not None and (
+            opts.fail_attempts is None or command.attempt <= opts.fail_attempts
+        )
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         for i, text in enumerate(tokens):
-            if opts.fail_with is not None and i >= opts.fail_after:
+            if failing and opts.fail_with is not None and i >= opts.fail_after:
                 raise ProviderError(ErrorKind(opts.fail_with), f"fake failure after {i} tokens")
             if rate > 0:
                 delay = t0 + (i + 1) / rate - loop.time()
@@ -115,7 +118,7 @@ class FakeProvider:
             elif i % 64 == 63:
                 await asyncio.sleep(0)
             yield Chunk(text=text)
-        if opts.fail_with is not None:
+        if failing and opts.fail_with is not None:
             raise ProviderError(
                 ErrorKind(opts.fail_with), f"fake failure after {len(tokens)} tokens"
             )

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from schemas.events import TERMINAL_EVENT_TYPES, JobEvent
-from services.core.errors import DecodeError
+from services.core.errors import ApiError, DecodeError
 from services.core.ids import job_id_ms
-from services.core.kafka import Consumer, Record
+from services.core.kafka import Admin, Consumer, Record
 from services.core.partitioner import partition_for
 from services.core.serde import decode_event
 
@@ -113,3 +113,25 @@ class JobEventReader:
                     yield rec.offset, event, rec.value
                 if event.type in TERMINAL_EVENT_TYPES:
                     return
+
+
+class TopicPartitions:
+    """Partition counts of topics, looked up once (they only grow, and ours never do)."""
+
+    def __init__(self, admin: Admin) -> None:
+        self._admin = admin
+        self._known: dict[str, int] = {}
+
+    async def count(self, topic: str) -> int:
+        if topic not in self._known:
+            found = (await self._admin.topics()).get(topic)
+            if found is None:
+                raise ApiError(503, "not_ready", f"topic {topic} does not exist yet")
+            self._known[topic] = found
+        return self._known[topic]
+
+
+async def find_job(bootstrap: str, topic: str, partitions: int, job_id: str) -> Located | None:
+    """The job's first event (which names its tenant), or None if there is no such job."""
+    async with JobEventReader(bootstrap, topic, partitions, job_id) as reader:
+        return await reader.locate()

@@ -1,0 +1,45 @@
+"""The only package that imports ``confluent_kafka``.
+
+Everything else uses the small clients of this package:
+
+* ``Producer`` — the idempotent producer (``acks=all``, ``enable.idempotence``,
+  ``murmur2_random`` so Java, Faust and librdkafka agree on a key's partition).
+  A background thread polls it; each ``produce`` returns an asyncio future that
+  the delivery callback completes with ``loop.call_soon_threadsafe``. A record
+  is durable once its future resolves; a failed delivery raises ``DeliveryError``.
+* ``Consumer`` — every blocking call runs on one single-thread executor, since
+  a librdkafka consumer must not be used from two threads at once. Offsets are
+  never committed automatically: callers commit what they have finished.
+* ``TransactionalProducer`` — records and consumer offsets committed together.
+* ``Admin`` — topic creation (harmless when they exist), group and cluster checks.
+
+Errors become ``services.core.errors`` types, decided on ``KafkaError.code()``.
+"""
+
+from services.core.kafka.admin import Admin
+from services.core.kafka.common import Committed, Delivered, Record, TopicPartition, TopicSpec
+from services.core.kafka.consumer import Consumer
+from services.core.kafka.producer import Producer
+from services.core.kafka.transactions import (
+    OffsetCommit,
+    OutRecord,
+    ProducerFencedError,
+    TransactionAbortedError,
+    TransactionalProducer,
+)
+
+__all__ = [
+    "Admin",
+    "Committed",
+    "Consumer",
+    "Delivered",
+    "OffsetCommit",
+    "OutRecord",
+    "Producer",
+    "ProducerFencedError",
+    "Record",
+    "TopicPartition",
+    "TopicSpec",
+    "TransactionAbortedError",
+    "TransactionalProducer",
+]

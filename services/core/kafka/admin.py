@@ -1,0 +1,80 @@
+"""Topic and cluster administration: create topics (harmless twice), look at groups."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import confluent_kafka as ck
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+from services.core.errors import KafkaUnavailableError
+from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from
+
+log = logging.getLogger(__name__)
+
+
+class Admin:
+    """Topic and cluster administration."""
+
+    def __init__(self, bootstrap: str, **overrides: Any) -> None:
+        config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _rdkafka_log}
+        self._admin = AdminClient({**config, **overrides})
+
+    async def topics(self, timeout: float = 5.0) -> dict[str, int]:
+        """Existing topics → partition count. Raises ``KafkaUnavailableError`` if none answers."""
+        try:
+            md = await asyncio.to_thread(self._admin.list_topics, timeout=timeout)
+        except ck.KafkaException as exc:
+            raise KafkaUnavailableError(f"no broker answered: {exc}") from exc
+        return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
+
+    async def ensure_topics(self, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
+        """Create the topics that do not exist yet; returns the names created."""
+        existing = await self.topics(timeout=timeout)
+        missing = [s for s in specs if s.name not in existing]
+        if not missing:
+            return []
+        futures = self._admin.create_topics(
+            [
+                NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config))
+                for s in missing
+            ],
+            operation_timeout=timeout,
+        )
+        created = []
+        for name, fut in futures.items():
+            try:
+                await asyncio.wrap_future(fut)
+                created.append(name)
+            except ck.KafkaException as exc:
+                err = exc.args[0]
+                if err.code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise error_from(err, f"create topic {name}") from exc
+        if created:
+            log.info("created topics %s", ", ".join(sorted(created)))
+        return created
+
+    async def group_member_count(self, group: str, timeout: float = 5.0) -> int:
+        """How many consumers are in ``group`` now (0 if it does not exist)."""
+        futures = self._admin.describe_consumer_groups([group], request_timeout=timeout)
+        try:
+            desc = await asyncio.wrap_future(futures[group])
+        except ck.KafkaException as exc:
+            err = exc.args[0]
+            if err.code() == ck.KafkaError.GROUP_ID_NOT_FOUND:
+                return 0
+            raise error_from(err, f"describe group {group}") from exc
+        return len(desc.members)
+
+    async def delete_topics(self, names: list[str], timeout: float = 30.0) -> None:
+        if not names:
+            return
+        for name, fut in self._admin.delete_topics(names, operation_timeout=timeout).items():
+            try:
+                await asyncio.wrap_future(fut)
+            except ck.KafkaException as exc:
+                if exc.args[0].code() != ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise error_from(exc.args[0], f"delete topic {name}") from exc

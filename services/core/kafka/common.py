@@ -1,0 +1,106 @@
+"""What the Kafka clients share: librdkafka defaults, record types, error mapping.
+
+``services.core.kafka`` is the only package that imports ``confluent_kafka``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import confluent_kafka as ck
+
+from services.core.errors import KafkaError
+
+_rdkafka_log = logging.getLogger("librdkafka")
+
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "acks": "all",
+    "enable.idempotence": True,
+    "partitioner": "murmur2_random",
+    "linger.ms": 2,
+    "compression.type": "lz4",
+}
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One consumed record."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+    def where(self) -> str:
+        """``topic[partition]@offset``, the form our logs use."""
+        return f"{self.topic}[{self.partition}]@{self.offset}"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Where the brokers stored a produced record."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A partition's committed offset (None: nothing committed) and its metadata string."""
+
+    offset: int | None
+    metadata: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+TopicPartition = tuple[str, int]
+
+
+def coordinates(msg: ck.Message) -> tuple[str, int, int]:
+    """(topic, partition, offset) of a delivered or consumed message, which has all three."""
+    topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        raise KafkaError(f"message without coordinates: {topic}[{partition}]@{offset}")
+    return topic, partition, offset
+
+
+def error_from(err: ck.KafkaError, what: str, cls: type[KafkaError] = KafkaError) -> KafkaError:
+    return cls(f"{what}: {err.str()}", code=err.code(), retriable=err.retriable())
+
+
+TRANSIENT_CODES = frozenset(
+    {
+        ck.KafkaError.NOT_LEADER_FOR_PARTITION,
+        ck.KafkaError.LEADER_NOT_AVAILABLE,
+        ck.KafkaError.UNKNOWN_TOPIC_OR_PART,
+        ck.KafkaError.REQUEST_TIMED_OUT,
+        ck.KafkaError._TRANSPORT,
+        ck.KafkaError._TIMED_OUT,
+        ck.KafkaError.FENCED_LEADER_EPOCH,
+        ck.KafkaError.UNKNOWN_LEADER_EPOCH,
+    }
+)
+"""Errors a lookup meets while a new topic's leadership settles; worth retrying."""
+
+
+def is_transient(err: ck.KafkaError) -> bool:
+    return bool(err.retriable()) or err.code() in TRANSIENT_CODES

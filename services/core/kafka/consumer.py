@@ -1,0 +1,215 @@
+"""A consumer whose blocking calls all run on one single-thread executor.
+
+A librdkafka consumer must not be used from two threads at once. Offsets are
+never committed automatically: callers commit what they have finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import confluent_kafka as ck
+
+from services.core.errors import ConsumeError, KafkaError
+from services.core.kafka.common import (
+    CONSUMER_DEFAULTS,
+    Committed,
+    Record,
+    TopicPartition,
+    _rdkafka_log,
+    coordinates,
+    error_from,
+    is_transient,
+)
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RevokeCallback = Callable[[list[TopicPartition]], None]
+AssignCallback = Callable[[dict[TopicPartition, Committed]], None]
+COMMITTED_TIMEOUT_S = 30.0
+
+
+class Consumer:
+    """A confluent-kafka consumer whose blocking calls run on one dedicated thread."""
+
+    def __init__(self, bootstrap: str, group_id: str, **overrides: Any) -> None:
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "logger": _rdkafka_log,
+            "group.id": group_id,
+            **CONSUMER_DEFAULTS,
+            **overrides,
+        }
+        self._consumer: ck.Consumer | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="consumer")
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    async def _lookup(self, what: str, timeout: float, fn: Callable[..., T], *args: Any) -> T:
+        """Run a broker lookup, retrying transient errors (a leader moving) until ``timeout``."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        backoff = 0.05
+        while True:
+            try:
+                return await self._call(fn, *args)
+            except ck.KafkaException as exc:
+                err = exc.args[0]
+                if not is_transient(err) or loop.time() + backoff > give_up:
+                    raise error_from(err, what, ConsumeError) from exc
+                log.debug("%s: %s; retrying in %.2fs", what, err.str(), backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 1.0)
+
+    @property
+    def _c(self) -> ck.Consumer:
+        if self._consumer is None:
+            raise KafkaError("consumer not started")
+        return self._consumer
+
+    async def start(self) -> None:
+        if self._consumer is None:
+            self._consumer = await self._call(ck.Consumer, self._config)
+
+    async def subscribe(
+        self,
+        topics: list[str],
+        on_assign: AssignCallback | None = None,
+        on_revoke: RevokeCallback | None = None,
+    ) -> None:
+        """Join the group. The callbacks run on the consumer thread, inside ``poll``.
+
+        ``on_assign`` receives each new partition with the group's committed offset
+        and its metadata, read before any of the partition's records is returned.
+        """
+
+        def assigned(c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
+            if on_assign is None:
+                return
+            committed = c.committed(tps, timeout=COMMITTED_TIMEOUT_S) if tps else []
+            on_assign(
+                {
+                    (tp.topic, tp.partition): Committed(
+                        tp.offset if tp.offset >= 0 else None, tp.metadata or ""
+                    )
+                    for tp in committed
+                }
+            )
+
+        def revoked(_c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
+            if on_revoke is not None:
+                on_revoke([(tp.topic, tp.partition) for tp in tps])
+
+        await self._call(self._c.subscribe, topics, on_assign=assigned, on_revoke=revoked)
+
+    async def group_metadata(self) -> Any:
+        """The group generation token a transaction needs to commit this consumer's offsets."""
+        return await self._call(self._c.consumer_group_metadata)
+
+    async def assign(self, positions: Iterable[tuple[str, int, int]]) -> None:
+        """Read these partitions from these offsets, outside any group."""
+        tps = [ck.TopicPartition(t, p, o) for t, p, o in positions]
+        await self._call(self._c.assign, tps)
+
+    async def poll(self, max_records: int = 500, timeout: float = 0.2) -> list[Record]:
+        """Up to ``max_records`` records; an empty list when none came within ``timeout``."""
+        msgs = await self._call(self._c.consume, max_records, timeout)
+        out: list[Record] = []
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.code() == ck.KafkaError._PARTITION_EOF:
+                    continue
+                if is_transient(err):
+                    log.info(
+                        "consume %s[%s]: %s (librdkafka retries)",
+                        m.topic(),
+                        m.partition(),
+                        err.str(),
+                    )
+                    continue
+                raise error_from(err, f"consume {m.topic()}[{m.partition()}]", ConsumeError)
+            _, ts = m.timestamp()
+            out.append(Record(*coordinates(m), m.key(), m.value(), ts))
+        return out
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit, for each partition, the offset of the next record to read."""
+        if not offsets:
+            return
+        tps = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        try:
+            await self._call(self._c.commit, offsets=tps, asynchronous=False)
+        except ck.KafkaException as exc:
+            raise error_from(exc.args[0], "commit", ConsumeError) from exc
+
+    async def pause(self, tps: Iterable[TopicPartition]) -> None:
+        await self._call(self._c.pause, [ck.TopicPartition(t, p) for t, p in tps])
+
+    async def resume(self, tps: Iterable[TopicPartition]) -> None:
+        await self._call(self._c.resume, [ck.TopicPartition(t, p) for t, p in tps])
+
+    async def assignment(self) -> list[TopicPartition]:
+        return [(tp.topic, tp.partition) for tp in await self._call(self._c.assignment)]
+
+    async def position(self, topic: str, partition: int) -> int:
+        """The offset of the next record this consumer will read (negative: not known yet)."""
+        res = await self._lookup(
+            f"position in {topic}[{partition}]",
+            10.0,
+            self._c.position,
+            [ck.TopicPartition(topic, partition)],
+        )
+        off: int = res[0].offset
+        return off
+
+    async def offset_for_time(
+        self, topic: str, partition: int, ts_ms: int, timeout: float = 10.0
+    ) -> int | None:
+        """The first offset whose timestamp is at or after ``ts_ms``; None if there is none."""
+        res = await self._lookup(
+            f"offset for time {ts_ms} in {topic}[{partition}]",
+            timeout,
+            self._c.offsets_for_times,
+            [ck.TopicPartition(topic, partition, ts_ms)],
+            min(timeout, 5.0),
+        )
+        off: int = res[0].offset
+        return None if off < 0 else off
+
+    async def watermarks(
+        self, topic: str, partition: int, timeout: float = 10.0
+    ) -> tuple[int, int]:
+        """(low, high): the first offset held and the offset the next record will get."""
+        lo, hi = await self._lookup(
+            f"watermarks of {topic}[{partition}]",
+            timeout,
+            self._c.get_watermark_offsets,
+            ck.TopicPartition(topic, partition),
+            min(timeout, 5.0),
+        )
+        return lo, hi
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            await self._call(consumer.close)
+        await asyncio.to_thread(self._executor.shutdown, True)

@@ -1,0 +1,177 @@
+"""A transactional producer: records and consumer offsets become visible together, or not at all.
+
+One transaction = begin → produce the records → ``send_offsets_to_transaction``
+with the consumer's group metadata (KIP-447: a consumer that lost its
+partitions in a rebalance cannot commit for them, so a zombie's work is
+fenced) → commit. Read-committed consumers never see the records of an
+aborted transaction.
+
+Every call runs on one single-thread executor, since a transaction is a
+sequence on one producer. ``commit`` raises ``TransactionAbortedError`` when
+the transaction had to be aborted (the caller may retry with fresh group
+metadata), and ``ProducerFencedError`` when this producer can never commit
+again (another instance took over its ``transactional.id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import confluent_kafka as ck
+
+from services.core.errors import KafkaError
+from services.core.kafka.common import PRODUCER_DEFAULTS, TopicPartition, _rdkafka_log
+
+log = logging.getLogger(__name__)
+
+
+class TransactionAbortedError(KafkaError):
+    """The transaction was aborted; none of its records or offsets took effect."""
+
+
+class ProducerFencedError(KafkaError):
+    """This transactional producer is fenced or failed fatally; it must be replaced."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    topic: str
+    key: str | bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetCommit:
+    """The next offset to read on a partition, and metadata stored with it (≤ a few KiB)."""
+
+    offset: int
+    metadata: str = ""
+
+
+class TransactionalProducer:
+    def __init__(self, bootstrap: str, transactional_id: str, **overrides: Any) -> None:
+        self._config = {
+            "bootstrap.servers": bootstrap,
+            "logger": _rdkafka_log,
+            **PRODUCER_DEFAULTS,
+            "transactional.id": transactional_id,
+            "transaction.timeout.ms": 60_000,
+            "linger.ms": 0,
+            **overrides,
+        }
+        self.transactional_id = transactional_id
+        self._producer: ck.Producer | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-producer")
+
+    async def _call(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+
+    async def start(self, timeout: float = 30.0) -> None:
+        if self._producer is not None:
+            return
+        producer = ck.Producer(self._config)
+        try:
+            await self._call(producer.init_transactions, timeout)
+        except ck.KafkaException as exc:
+            raise KafkaError(
+                f"init transactions for {self.transactional_id}: {exc.args[0].str()}",
+                code=exc.args[0].code(),
+            ) from exc
+        self._producer = producer
+
+    async def commit(
+        self,
+        records: Sequence[OutRecord],
+        offsets: Mapping[TopicPartition, OffsetCommit],
+        group_metadata: Any,
+        timeout: float = 30.0,
+    ) -> None:
+        """Produce ``records`` and commit ``offsets`` for the group, atomically."""
+        if self._producer is None:
+            raise KafkaError("transactional producer not started")
+        await self._call(self._transact, self._producer, records, offsets, group_metadata, timeout)
+
+    @staticmethod
+    def _transact(
+        p: ck.Producer,
+        records: Sequence[OutRecord],
+        offsets: Mapping[TopicPartition, OffsetCommit],
+        group_metadata: Any,
+        timeout: float,
+    ) -> None:
+        failures: list[ck.KafkaError] = []
+
+        def on_delivery(err: ck.KafkaError | None, _msg: ck.Message) -> None:
+            if err is not None:
+                failures.append(err)
+
+        try:
+            p.begin_transaction()
+            for r in records:
+                _produce(p, r, on_delivery)
+            if offsets:
+                tps = [
+                    ck.TopicPartition(t, part, c.offset, metadata=c.metadata)
+                    for (t, part), c in offsets.items()
+                ]
+                p.send_offsets_to_transaction(tps, group_metadata, timeout)
+            p.commit_transaction(timeout)
+        except ck.KafkaException as exc:
+            err: ck.KafkaError = exc.args[0]
+            if err.fatal():
+                raise ProducerFencedError(f"transaction: {err.str()}", code=err.code()) from exc
+            if err.txn_requires_abort() or not err.retriable():
+                _abort(p, timeout)
+                raise TransactionAbortedError(
+                    f"transaction aborted: {err.str()}", code=err.code(), retriable=True
+                ) from exc
+            _retry_commit(p, timeout, err)
+        if failures:
+            # commit_transaction succeeds only if every record was delivered; be loud anyway.
+            raise TransactionAbortedError(f"records not delivered: {failures[0].str()}")
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await self._call(producer.flush, 10.0)
+        await asyncio.to_thread(self._executor.shutdown, True)
+
+
+def _produce(p: ck.Producer, r: OutRecord, on_delivery: Any) -> None:
+    while True:
+        try:
+            p.produce(r.topic, key=r.key, value=r.value, on_delivery=on_delivery)
+            return
+        except BufferError:
+            p.poll(0.01)
+
+
+def _abort(p: ck.Producer, timeout: float) -> None:
+    try:
+        p.abort_transaction(timeout)
+    except ck.KafkaException as exc:
+        err = exc.args[0]
+        if err.fatal():
+            raise ProducerFencedError(f"abort: {err.str()}", code=err.code()) from exc
+        log.warning("abort of transaction failed: %s", err.str())
+
+
+def _retry_commit(p: ck.Producer, timeout: float, first: ck.KafkaError) -> None:
+    """A retriable commit error (a timeout): the outcome is unknown until a commit succeeds."""
+    log.warning("transaction commit: %s; retrying", first.str())
+    try:
+        p.commit_transaction(timeout)
+    except ck.KafkaException as exc:
+        err = exc.args[0]
+        if err.fatal():
+            raise ProducerFencedError(f"commit: {err.str()}", code=err.code()) from exc
+        _abort(p, timeout)
+        raise TransactionAbortedError(
+            f"transaction aborted: {err.str()}", code=err.code(), retriable=True
+        ) from exc
