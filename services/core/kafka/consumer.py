@@ -120,6 +120,24 @@ class Consumer:
 
         await self._call(self._c.subscribe, topics, on_assign=assigned, on_revoke=revoked)
 
+    async def committed(
+        self, tps: Iterable[TopicPartition], timeout: float = COMMITTED_TIMEOUT_S
+    ) -> dict[TopicPartition, Committed]:
+        """The group's committed offset and metadata for each partition."""
+        res = await self._lookup(
+            "committed offsets",
+            timeout,
+            self._c.committed,
+            [ck.TopicPartition(t, p) for t, p in tps],
+            timeout,
+        )
+        return {
+            (tp.topic, tp.partition): Committed(
+                tp.offset if tp.offset >= 0 else None, tp.metadata or ""
+            )
+            for tp in res
+        }
+
     async def group_metadata(self) -> Any:
         """The group generation token a transaction needs to commit this consumer's offsets."""
         return await self._call(self._c.consumer_group_metadata)

@@ -1,0 +1,101 @@
+"""Worker processes for tests that need more than one, or need to kill one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from services.core.settings import Settings
+from tests.support.broker import free_port
+
+PASSED_ON = (
+    "kafka_bootstrap",
+    "topic_prefix",
+    "topic_partitions",
+    "worker_group",
+    "api_keys",
+    "fake_tokens_per_s",
+    "worker_concurrency",
+    "worker_session_timeout_ms",
+    "worker_grace_s",
+    "retry_base_s",
+    "retry_max_s",
+    "priority_aging_s",
+)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    out = {}
+    for name in PASSED_ON:
+        value = getattr(settings, name)
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value()
+        out[f"TOKENRELAY_{name.upper()}"] = str(value)
+    return out
+
+
+@dataclass
+class WorkerProcess:
+    worker_id: str
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """kill -9: no shutdown, no commit, no goodbye to the group."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@contextmanager
+def worker_process(settings: Settings, worker_id: str, log_dir: Path) -> Iterator[WorkerProcess]:
+    """``tokenrelay serve worker`` in a child process, ready (in its group) when yielded."""
+    port = free_port()
+    log = log_dir / f"{worker_id}.log"
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "TOKENRELAY_WORKER_ID": worker_id,
+        "TOKENRELAY_DATA_DIR": str(log_dir / worker_id),
+    }
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "serve", "worker", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    worker = WorkerProcess(worker_id, proc, log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker {worker_id} exited:\n{worker.tail()}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker {worker_id} not ready:\n{worker.tail()}")
+            time.sleep(0.1)
+        yield worker
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
