@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
+import httpx
 import uvicorn
 from fastapi import FastAPI
 
@@ -140,3 +143,46 @@ def serve(settings: Settings, names: list[str], port: int | None = None) -> None
         timeout_graceful_shutdown=30,
     )
     uvicorn.Server(config).run()
+
+
+@contextmanager
+def serving_in_thread(
+    settings: Settings, names: list[str], port: int, ready_path: str = "/readyz"
+) -> Iterator[str]:
+    """Serve ``names`` on ``port`` in a background thread until the block ends.
+
+    Yields the base URL once ``ready_path`` answers 200. For tests and benchmarks,
+    which drive the stack from the same process.
+    """
+    config = uvicorn.Config(
+        build_app(settings, names),
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"stack-{port}", daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    last = ""
+    try:
+        while True:
+            if not thread.is_alive():
+                raise RuntimeError("the stack exited during start")
+            try:
+                r = httpx.get(base + ready_path, timeout=2)
+                if r.status_code == 200:
+                    break
+                last = r.text
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"stack not ready: {last}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)

@@ -275,3 +275,11 @@ class LocalBroker:
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):  # not our child: nothing to reap
         os.waitpid(pid, os.WNOHANG)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, for throwaway brokers and servers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -116,6 +116,9 @@ class Committer:
     async def _round(self, batch: list[Settlement]) -> None:
         attempt = 0
         while True:
+            # The group metadata comes from the consumer thread, after any revocation it
+            # was handling; the ledger is up to date with ownership from here to the commit.
+            group_metadata = await self._group_metadata()
             for s in batch:
                 if s.tp is not None and not self.ledger.owns(s.tp) and not s.done.done():
                     s.done.set_exception(NotOwnedError(f"{s.tp[0]}[{s.tp[1]}] was revoked"))
@@ -129,7 +132,7 @@ class Committer:
             if not records and not offsets:
                 break
             try:
-                await self.producer.commit(records, offsets, await self._group_metadata())
+                await self.producer.commit(records, offsets, group_metadata)
             except TransactionAbortedError as exc:
                 self.ledger.commit_failed(offsets)
                 TRANSACTIONS.labels("aborted").inc()

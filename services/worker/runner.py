@@ -143,7 +143,9 @@ class WorkerRunner:
             loop.call_soon_threadsafe(self._on_assigned, committed)
 
         def on_revoke(tps: list[TopicPartition]) -> None:
-            loop.call_soon_threadsafe(self._on_revoked, tps)
+            # Block the consumer thread until the loop forgot these partitions: no start
+            # mark or settlement for them may be committed once they are given away.
+            asyncio.run_coroutine_threadsafe(self._revoke(tps), loop).result(timeout=30)
 
         topics = [*self.topics.jobs_by_priority(), self.topics.retry]
         await self._consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
@@ -197,6 +199,9 @@ class WorkerRunner:
         self.joined.set()
         if committed:
             log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(committed)))
+
+    async def _revoke(self, tps: list[TopicPartition]) -> None:
+        self._on_revoked(tps)
 
     def _on_revoked(self, tps: list[TopicPartition]) -> None:
         gone = set(tps)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
@@ -11,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from services.core.local_kafka import LocalBroker
+from services.core.local_kafka import LocalBroker, free_port
 from services.core.settings import Settings
 
 
@@ -45,13 +44,6 @@ def docker_answers() -> bool:
             return client.get(url).status_code == 200
     except httpx.HTTPError:
         return False
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager

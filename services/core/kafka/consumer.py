@@ -36,6 +36,13 @@ AssignCallback = Callable[[dict[TopicPartition, Committed]], None]
 COMMITTED_TIMEOUT_S = 30.0
 
 
+def _poll_batch(c: ck.Consumer, max_records: int, timeout: float) -> list[ck.Message]:
+    first = c.poll(timeout)
+    if first is None:
+        return []
+    return [first, *c.consume(max_records - 1, 0)] if max_records > 1 else [first]
+
+
 class Consumer:
     """A confluent-kafka consumer whose blocking calls run on one dedicated thread."""
 
@@ -148,8 +155,13 @@ class Consumer:
         await self._call(self._c.assign, tps)
 
     async def poll(self, max_records: int = 500, timeout: float = 0.2) -> list[Record]:
-        """Up to ``max_records`` records; an empty list when none came within ``timeout``."""
-        msgs = await self._call(self._c.consume, max_records, timeout)
+        """Up to ``max_records`` records, returned as soon as one is there; [] after ``timeout``.
+
+        librdkafka's batch ``consume`` waits out its whole timeout unless the batch
+        fills, which would hold every live token back; so wait for one message, then
+        take whatever else is already fetched without waiting.
+        """
+        msgs = await self._call(_poll_batch, self._c, max_records, timeout)
         out: list[Record] = []
         for m in msgs:
             err = m.error()
