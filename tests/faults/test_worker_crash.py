@@ -45,10 +45,6 @@ async def test_kill_9_mid_stream_each_job_ends_once(make_settings, tmp_path: Pat
             survivor = wb if victim is wa else wa
             victim.kill()
             killed_at = time.time_ns() // 1000
-            interrupted = {
-                e.job_id for e in of_type(events, "started") if e.worker_id == victim.worker_id
-            }
-            assert interrupted, "the victim ran some of the streams"
             events = await log.until(
                 lambda ev: {e.job_id for e in of_type(ev, *TERMINAL)} >= set(ids),
                 timeout=90,
@@ -58,19 +54,23 @@ async def test_kill_9_mid_stream_each_job_ends_once(make_settings, tmp_path: Pat
     ended = Counter(e.job_id for e in of_type(events, *TERMINAL))
     assert set(ended) == set(ids)
     assert max(ended.values()) == 1, f"jobs ended twice: {ended.most_common(3)}"
-    waits = []
+    waits, interrupted = [], 0
     for job_id in ids:
         mine = by_job(events, job_id)
         (terminal,) = of_type(mine, *TERMINAL)
         assert terminal.type == "completed"
         final_tokens = [e.text for e in of_type(mine, "token") if e.attempt == terminal.attempt]
         assert terminal.content == "".join(final_tokens)
-        if job_id in interrupted:
-            assert terminal.attempt >= 2, "an interrupted job ends as a later attempt"
-            assert terminal.worker_id == survivor.worker_id
+        if terminal.worker_id == victim.worker_id:
+            assert terminal.ts < killed_at, "the victim ended this job before it died"
+            continue
+        on_victim = [e.attempt for e in of_type(mine, "started") if e.worker_id == victim.worker_id]
+        if on_victim:
+            interrupted += 1
+            assert terminal.attempt > max(on_victim), "an interrupted job ends as a later attempt"
             restart = of_type(mine, "started")[-1]
+            assert restart.worker_id == survivor.worker_id
             waits.append((restart.ts - killed_at) / 1e6)
-        else:
-            assert terminal.attempt == 1
+    assert interrupted, "the kill interrupted some streams"
     span = f"{min(waits):.2f}-{max(waits):.2f}s"
-    print(f"\n{len(interrupted)} jobs redelivered; they restarted {span} after the kill")
+    print(f"\n{interrupted} jobs redelivered; they restarted {span} after the kill")
