@@ -26,9 +26,8 @@ import httpx
 from rich.console import Console
 
 from schemas.events import JobEvent
-from services.core.errors import KafkaError
-from services.core.kafka import Admin, Consumer
-from services.core.local_kafka import LocalBroker, free_port
+from services.core.kafka import Consumer
+from services.core.local_kafka import LocalBroker, free_port, port_open, split_bootstrap
 from services.core.serde import decode_event
 from services.core.settings import Settings
 from services.serve import serving_in_thread
@@ -40,17 +39,9 @@ SLOW = {"max_tokens": 10, "provider_options": {"tokens_per_s": 20}}
 LONG = {"max_tokens": 2000, "provider_options": {"tokens_per_s": 50}}
 
 
-def answers(bootstrap: str) -> bool:
-    try:
-        asyncio.run(Admin(bootstrap).topics(timeout=2))
-    except KafkaError:
-        return False
-    return True
-
-
 @contextmanager
 def broker(defaults: Settings) -> Iterator[str]:
-    if answers(defaults.kafka_bootstrap):
+    if port_open(*split_bootstrap(defaults.kafka_bootstrap)):
         console.print(f"using the broker at {defaults.kafka_bootstrap}")
         yield defaults.kafka_bootstrap
         return

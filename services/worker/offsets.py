@@ -82,7 +82,7 @@ class PartitionLedger:
         base = self.safe_offset(extra_finished)
         if base is None:
             return None
-        done = (self.finished | extra_finished) - {o for o in self.open if o not in extra_finished}
+        done = self.finished | extra_finished  # disjoint from ``open`` otherwise
         return OffsetCommit(base, encode_metadata(base, done, self.starts))
 
 
@@ -107,6 +107,9 @@ class OffsetLedger:
     def owns(self, tp: TopicPartition) -> bool:
         return tp in self._parts
 
+    def owned(self) -> set[TopicPartition]:
+        return set(self._parts)
+
     def fetched(self, tp: TopicPartition, offset: int) -> bool:
         """Note a fetched record; False when its job already ended (skip it)."""
         part = self._parts.setdefault(tp, PartitionLedger(None))
@@ -127,20 +130,10 @@ class OffsetLedger:
             part.starts[offset] = part.starts.get(offset, 0) + 1
             self._dirty.add(tp)
 
-    def finished(self, tp: TopicPartition, offset: int) -> None:
-        part = self._parts.get(tp)
-        if part is not None and offset in part.open:
-            part.open.discard(offset)
-            part.finished.add(offset)
-            self._dirty.add(tp)
-
     def crowded(self, tp: TopicPartition) -> bool:
         """Too many offsets above the low mark to describe in the commit metadata."""
         part = self._parts.get(tp)
         return part is not None and len(part.open) + len(part.finished) > MAX_OPEN_ABOVE_LOW
-
-    def in_flight(self) -> int:
-        return sum(len(p.open) for p in self._parts.values())
 
     def take_commit(
         self, finishing: dict[TopicPartition, set[int]] | None = None

@@ -122,11 +122,9 @@ class WorkerRunner:
             },
         )
         self.committer = Committer(self._txn, self.ledger, self._consumer.group_metadata)
-        self._assigned: set[TopicPartition] = set()
         self._paused: set[TopicPartition] = set()
         self._running: dict[asyncio.Task[None], Job] = {}
         self._side: set[asyncio.Task[None]] = set()
-        self._handing_back = False
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -177,7 +175,6 @@ class WorkerRunner:
             await asyncio.wait(list(self._running), timeout=grace)
         if self._running:
             log.info("handing back %d jobs", len(self._running))
-            self._handing_back = True
             for task in list(self._running):
                 task.cancel()
             await asyncio.gather(*self._running, return_exceptions=True)
@@ -195,19 +192,14 @@ class WorkerRunner:
     def _on_assigned(self, committed: dict[TopicPartition, Committed]) -> None:
         for tp, c in committed.items():
             self.ledger.assign(tp, c.offset, c.metadata)
-            self._assigned.add(tp)
         self.joined.set()
         if committed:
             log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(committed)))
 
     async def _revoke(self, tps: list[TopicPartition]) -> None:
-        self._on_revoked(tps)
-
-    def _on_revoked(self, tps: list[TopicPartition]) -> None:
         gone = set(tps)
         for tp in gone:
             self.ledger.revoke(tp)
-        self._assigned -= gone
         self._paused -= gone
         self.ready.discard(lambda job: job.tp in gone)
         self.delayed.discard(lambda job: job.tp in gone)
@@ -238,10 +230,10 @@ class WorkerRunner:
 
     def _wanted_paused(self) -> set[TopicPartition]:
         if self._stopping:
-            return set(self._assigned)
+            return self.ledger.owned()
         fetchable = self.ready.fetchable(self.concurrency)
         out = set()
-        for tp in self._assigned:
+        for tp in self.ledger.owned():
             priority = self._priority_of.get(tp[0])
             held_back = (
                 priority not in fetchable
@@ -309,7 +301,8 @@ class WorkerRunner:
             log.info("job %s: %s moved to another worker before it settled", job_id, job.where)
             return
         except asyncio.CancelledError:
-            await self._handed_back(command)
+            # Unsettled: the start mark is committed, so the next owner runs a new attempt.
+            log.info("job %s attempt %d handed back", job_id, attempt)
             raise
         JOBS_FINISHED.labels(terminal.type, command.provider).inc()
         log.info("job %s attempt %d %s", job_id, attempt, terminal.type)
@@ -438,10 +431,6 @@ class WorkerRunner:
             )
             out.append(OutRecord(self.topics.dlq, key, encode(letter)))
         return out
-
-    async def _handed_back(self, command: JobCommand) -> None:
-        """The attempt stops here unsettled; the next owner's ``started`` opens a new attempt."""
-        log.info("job %s attempt %d handed back", command.job_id, command.attempt)
 
     async def _dead_letter_poison(self, record: Record, exc: DecodeError) -> None:
         POISON_RECORDS.labels(record.topic).inc()

@@ -75,12 +75,6 @@ class ReadyQueue(Generic[T]):
             self._queues[p] = [e for e in q if not drop(e.item)]
             heapq.heapify(self._queues[p])
 
-    def drain(self) -> list[T]:
-        out = [e.item for q in self._queues.values() for e in q]
-        for q in self._queues.values():
-            q.clear()
-        return out
-
 
 class DelayQueue(Generic[T]):
     """Retries waiting for their ``not_before``; they hold no slot while they wait."""
@@ -104,8 +98,3 @@ class DelayQueue(Generic[T]):
     def discard(self, drop: Callable[[T], bool]) -> None:
         self._heap = [e for e in self._heap if not drop(e[2])]
         heapq.heapify(self._heap)
-
-    def drain(self) -> list[T]:
-        out = [item for _, _, item in self._heap]
-        self._heap.clear()
-        return out

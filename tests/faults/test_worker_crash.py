@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
+from schemas.events import TERMINAL_EVENT_TYPES
 from tests.support.jobs import submit
-from tests.support.stack import running
 from tests.support.topic_reader import by_job, events_reader, of_type
-from tests.support.workers import worker_process
+from tests.support.workers import two_workers_and_ingest
 
 pytestmark = pytest.mark.kafka
 
-TERMINAL = ("completed", "failed", "cancelled")
 STREAM = {"max_tokens": 40, "provider_options": {"tokens_per_s": 10}}
 """Four seconds per stream."""
 
@@ -25,12 +23,7 @@ STREAM = {"max_tokens": 40, "provider_options": {"tokens_per_s": 10}}
 async def test_kill_9_mid_stream_each_job_ends_once(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(worker_concurrency=8, worker_session_timeout_ms=6000)
     t = settings.topics
-    run = uuid.uuid4().hex[:6]
-    with (
-        worker_process(settings, f"wa-{run}", tmp_path) as wa,
-        worker_process(settings, f"wb-{run}", tmp_path) as wb,
-        running(settings, ["ingest"]) as base,
-    ):
+    with two_workers_and_ingest(settings, tmp_path) as (wa, wb, base):
         async with (
             httpx.AsyncClient(base_url=base, timeout=30) as client,
             events_reader(settings.kafka_bootstrap, t.tokens, 3) as log,
@@ -46,18 +39,18 @@ async def test_kill_9_mid_stream_each_job_ends_once(make_settings, tmp_path: Pat
             victim.kill()
             killed_at = time.time_ns() // 1000
             events = await log.until(
-                lambda ev: {e.job_id for e in of_type(ev, *TERMINAL)} >= set(ids),
+                lambda ev: {e.job_id for e in of_type(ev, *TERMINAL_EVENT_TYPES)} >= set(ids),
                 timeout=90,
                 what="every job ended",
             )
 
-    ended = Counter(e.job_id for e in of_type(events, *TERMINAL))
+    ended = Counter(e.job_id for e in of_type(events, *TERMINAL_EVENT_TYPES))
     assert set(ended) == set(ids)
     assert max(ended.values()) == 1, f"jobs ended twice: {ended.most_common(3)}"
     waits, interrupted = [], 0
     for job_id in ids:
         mine = by_job(events, job_id)
-        (terminal,) = of_type(mine, *TERMINAL)
+        (terminal,) = of_type(mine, *TERMINAL_EVENT_TYPES)
         assert terminal.type == "completed"
         final_tokens = [e.text for e in of_type(mine, "token") if e.attempt == terminal.attempt]
         assert terminal.content == "".join(final_tokens)

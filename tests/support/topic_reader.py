@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from schemas.dead_letter import DeadLetter
 from schemas.events import JobEvent
 from services.core.kafka import Consumer, Record
-from services.core.serde import decode_event
+from services.core.serde import decode, decode_event
 
 T = TypeVar("T")
 
@@ -48,6 +49,10 @@ class TopicReader(Generic[T]):
                 return values
             if loop.time() > give_up:
                 raise TimeoutError(f"{what} not reached in {timeout}s; saw {len(values)} records")
+
+
+def dlq_reader(bootstrap: str, topic: str, partitions: int) -> TopicReader[DeadLetter]:
+    return TopicReader(bootstrap, topic, partitions, lambda raw: decode(DeadLetter, raw))
 
 
 def events_reader(bootstrap: str, topic: str, partitions: int) -> TopicReader[JobEvent]:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ import httpx
 
 from services.core.settings import Settings
 from tests.support.broker import free_port
+from tests.support.stack import running
 
 PASSED_ON = (
     "kafka_bootstrap",
@@ -99,3 +101,17 @@ def worker_process(settings: Settings, worker_id: str, log_dir: Path) -> Iterato
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def two_workers_and_ingest(
+    settings: Settings, log_dir: Path
+) -> Iterator[tuple[WorkerProcess, WorkerProcess, str]]:
+    """Two worker processes in one group, and ingest in this process: (a, b, base URL)."""
+    run = uuid.uuid4().hex[:6]
+    with (
+        worker_process(settings, f"wa-{run}", log_dir) as wa,
+        worker_process(settings, f"wb-{run}", log_dir) as wb,
+        running(settings, ["ingest"]) as base,
+    ):
+        yield wa, wb, base

@@ -36,6 +36,15 @@ AssignCallback = Callable[[dict[TopicPartition, Committed]], None]
 COMMITTED_TIMEOUT_S = 30.0
 
 
+def _by_partition(tps: list[ck.TopicPartition]) -> dict[TopicPartition, Committed]:
+    return {
+        (tp.topic, tp.partition): Committed(
+            tp.offset if tp.offset >= 0 else None, tp.metadata or ""
+        )
+        for tp in tps
+    }
+
+
 def _poll_batch(c: ck.Consumer, max_records: int, timeout: float) -> list[ck.Message]:
     first = c.poll(timeout)
     if first is None:
@@ -111,15 +120,7 @@ class Consumer:
         def assigned(c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
             if on_assign is None:
                 return
-            committed = c.committed(tps, timeout=COMMITTED_TIMEOUT_S) if tps else []
-            on_assign(
-                {
-                    (tp.topic, tp.partition): Committed(
-                        tp.offset if tp.offset >= 0 else None, tp.metadata or ""
-                    )
-                    for tp in committed
-                }
-            )
+            on_assign(_by_partition(c.committed(tps, timeout=COMMITTED_TIMEOUT_S) if tps else []))
 
         def revoked(_c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
             if on_revoke is not None:
@@ -138,12 +139,7 @@ class Consumer:
             [ck.TopicPartition(t, p) for t, p in tps],
             timeout,
         )
-        return {
-            (tp.topic, tp.partition): Committed(
-                tp.offset if tp.offset >= 0 else None, tp.metadata or ""
-            )
-            for tp in res
-        }
+        return _by_partition(res)
 
     async def group_metadata(self) -> Any:
         """The group generation token a transaction needs to commit this consumer's offsets."""

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
 import confluent_kafka as ck
 
@@ -124,13 +124,8 @@ class TransactionalProducer:
             p.commit_transaction(timeout)
         except ck.KafkaException as exc:
             err: ck.KafkaError = exc.args[0]
-            if err.fatal():
-                raise ProducerFencedError(f"transaction: {err.str()}", code=err.code()) from exc
-            if err.txn_requires_abort() or not err.retriable():
-                _abort(p, timeout)
-                raise TransactionAbortedError(
-                    f"transaction aborted: {err.str()}", code=err.code(), retriable=True
-                ) from exc
+            if err.fatal() or err.txn_requires_abort() or not err.retriable():
+                _abort_and_raise(p, timeout, exc)
             _retry_commit(p, timeout, err)
         if failures:
             # commit_transaction succeeds only if every record was delivered; be loud anyway.
@@ -152,14 +147,24 @@ def _produce(p: ck.Producer, r: OutRecord, on_delivery: Any) -> None:
             p.poll(0.01)
 
 
-def _abort(p: ck.Producer, timeout: float) -> None:
+def _raise_if_fatal(exc: ck.KafkaException, what: str) -> None:
+    err: ck.KafkaError = exc.args[0]
+    if err.fatal():
+        raise ProducerFencedError(f"{what}: {err.str()}", code=err.code()) from exc
+
+
+def _abort_and_raise(p: ck.Producer, timeout: float, exc: ck.KafkaException) -> NoReturn:
+    """Abort the open transaction (unless the producer is fenced) and say it was aborted."""
+    _raise_if_fatal(exc, "transaction")
     try:
         p.abort_transaction(timeout)
-    except ck.KafkaException as exc:
-        err = exc.args[0]
-        if err.fatal():
-            raise ProducerFencedError(f"abort: {err.str()}", code=err.code()) from exc
-        log.warning("abort of transaction failed: %s", err.str())
+    except ck.KafkaException as abort_exc:
+        _raise_if_fatal(abort_exc, "abort")
+        log.warning("abort of transaction failed: %s", abort_exc.args[0].str())
+    err: ck.KafkaError = exc.args[0]
+    raise TransactionAbortedError(
+        f"transaction aborted: {err.str()}", code=err.code(), retriable=True
+    ) from exc
 
 
 def _retry_commit(p: ck.Producer, timeout: float, first: ck.KafkaError) -> None:
@@ -168,10 +173,4 @@ def _retry_commit(p: ck.Producer, timeout: float, first: ck.KafkaError) -> None:
     try:
         p.commit_transaction(timeout)
     except ck.KafkaException as exc:
-        err = exc.args[0]
-        if err.fatal():
-            raise ProducerFencedError(f"commit: {err.str()}", code=err.code()) from exc
-        _abort(p, timeout)
-        raise TransactionAbortedError(
-            f"transaction aborted: {err.str()}", code=err.code(), retriable=True
-        ) from exc
+        _abort_and_raise(p, timeout, exc)

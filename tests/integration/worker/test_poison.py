@@ -5,12 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from schemas.dead_letter import DeadLetter
 from services.core.kafka import Producer
-from services.core.serde import decode
 from tests.support.jobs import submit
 from tests.support.stack import running
-from tests.support.topic_reader import TopicReader, events_reader, of_type
+from tests.support.topic_reader import dlq_reader, events_reader, of_type
 
 pytestmark = pytest.mark.kafka
 
@@ -24,9 +22,7 @@ async def test_poison_record_is_dead_lettered_and_the_worker_keeps_running(make_
         async with (
             httpx.AsyncClient(base_url=base, timeout=30) as client,
             events_reader(settings.kafka_bootstrap, t.tokens, 3) as log,
-            TopicReader(
-                settings.kafka_bootstrap, t.dlq, 3, lambda raw: decode(DeadLetter, raw)
-            ) as dlq,
+            dlq_reader(settings.kafka_bootstrap, t.dlq, 3) as dlq,
         ):
             job_id = await submit(client, max_tokens=3)
             await log.until(

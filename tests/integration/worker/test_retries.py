@@ -5,15 +5,12 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from schemas.dead_letter import DeadLetter
-from services.core.serde import decode
+from schemas.events import TERMINAL_EVENT_TYPES
 from tests.support.jobs import submit
 from tests.support.stack import running
-from tests.support.topic_reader import TopicReader, by_job, events_reader, of_type
+from tests.support.topic_reader import by_job, dlq_reader, events_reader, of_type
 
 pytestmark = pytest.mark.kafka
-
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 async def test_retries_back_off_then_succeed_fail_at_once_or_dead_letter(make_settings) -> None:  # type: ignore[no-untyped-def]
@@ -23,9 +20,7 @@ async def test_retries_back_off_then_succeed_fail_at_once_or_dead_letter(make_se
         async with (
             httpx.AsyncClient(base_url=base, timeout=30) as client,
             events_reader(settings.kafka_bootstrap, t.tokens, 3) as log,
-            TopicReader(
-                settings.kafka_bootstrap, t.dlq, 3, lambda raw: decode(DeadLetter, raw)
-            ) as dlq,
+            dlq_reader(settings.kafka_bootstrap, t.dlq, 3) as dlq,
         ):
             flaky = await submit(
                 client,
@@ -37,7 +32,7 @@ async def test_retries_back_off_then_succeed_fail_at_once_or_dead_letter(make_se
                 client, max_attempts=2, provider_options={"fail_with": "rate_limited"}
             )
             events = await log.until(
-                lambda ev: len(of_type(ev, *TERMINAL)) == 3, what="three jobs ended"
+                lambda ev: len(of_type(ev, *TERMINAL_EVENT_TYPES)) == 3, what="three jobs ended"
             )
             letters = await dlq.until(lambda items: len(items) >= 1, what="a dead letter")
 
@@ -48,7 +43,7 @@ async def test_retries_back_off_then_succeed_fail_at_once_or_dead_letter(make_se
         (1, 2, "provider"),
         (2, 3, "provider"),
     ]
-    done = of_type(flaky_events, *TERMINAL)
+    done = of_type(flaky_events, *TERMINAL_EVENT_TYPES)
     assert [(e.type, e.attempt) for e in done] == [("completed", 3)]
     assert done[0].content == "".join(
         e.text for e in of_type(flaky_events, "token") if e.attempt == 3

@@ -3,34 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
 
+from schemas.events import TERMINAL_EVENT_TYPES
 from services.core.kafka import Consumer
 from tests.support.jobs import submit
-from tests.support.stack import running
 from tests.support.topic_reader import events_reader, of_type
-from tests.support.workers import worker_process
+from tests.support.workers import two_workers_and_ingest
 
 pytestmark = pytest.mark.kafka
 
 JOBS = 200
-TERMINAL = ("completed", "failed", "cancelled")
 
 
 async def test_two_hundred_jobs_across_two_workers_end_once(make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(worker_concurrency=8, topic_partitions=3)
     t = settings.topics
-    run = uuid.uuid4().hex[:6]
-    with (
-        worker_process(settings, f"wa-{run}", tmp_path) as wa,
-        worker_process(settings, f"wb-{run}", tmp_path) as wb,
-        running(settings, ["ingest"]) as base,
-    ):
+    with two_workers_and_ingest(settings, tmp_path) as (wa, wb, base):
         async with (
             httpx.AsyncClient(base_url=base, timeout=30) as client,
             events_reader(settings.kafka_bootstrap, t.tokens, 3) as log,
@@ -43,7 +36,9 @@ async def test_two_hundred_jobs_across_two_workers_end_once(make_settings, tmp_p
 
             ids = await asyncio.gather(*(one(i) for i in range(JOBS)))
             events = await log.until(
-                lambda ev: len(of_type(ev, *TERMINAL)) >= JOBS, timeout=120, what="200 ended"
+                lambda ev: len(of_type(ev, *TERMINAL_EVENT_TYPES)) >= JOBS,
+                timeout=120,
+                what="200 ended",
             )
         committed, ends = await committed_and_ends(
             settings.kafka_bootstrap, settings.worker_group, t.jobs["normal"]
@@ -51,10 +46,10 @@ async def test_two_hundred_jobs_across_two_workers_end_once(make_settings, tmp_p
         workers_seen = {e.worker_id for e in of_type(events, "started")}
         assert workers_seen == {wa.worker_id, wb.worker_id}, "both processes ran jobs"
 
-    ended = Counter(e.job_id for e in of_type(events, *TERMINAL))
+    ended = Counter(e.job_id for e in of_type(events, *TERMINAL_EVENT_TYPES))
     assert set(ended) == set(ids)
     assert max(ended.values()) == 1, "a job ended twice"
-    assert {e.type for e in of_type(events, *TERMINAL)} == {"completed"}
+    assert {e.type for e in of_type(events, *TERMINAL_EVENT_TYPES)} == {"completed"}
     for p in range(3):
         assert committed[p].offset == ends[p], (
             f"partition {p}: committed {committed[p]} of {ends[p]}"
