@@ -7,7 +7,7 @@ keeps those files in step with the models.
 """
 
 from schemas.commands import JobCommand
-from schemas.control import Cancel, Control
+from schemas.control import Cancel, CancelBatch, Control, PauseBatch, ResumeBatch
 from schemas.dead_letter import DeadLetter
 from schemas.events import (
     TERMINAL_EVENT_TYPES,
@@ -24,11 +24,13 @@ from schemas.events import (
     parse_event,
 )
 from schemas.jobs import FakeProviderOptions, JobRequest, Message, Priority, ResponseFormat
-from schemas.state import JobState, JobStatus
+from schemas.state import BatchSummary, JobState, JobStatus, PriorityQueue, StatusCounts
 
 __all__ = [
     "TERMINAL_EVENT_TYPES",
+    "BatchSummary",
     "Cancel",
+    "CancelBatch",
     "Cancelled",
     "Completed",
     "Control",
@@ -42,11 +44,15 @@ __all__ = [
     "JobState",
     "JobStatus",
     "Message",
+    "PauseBatch",
     "Priority",
+    "PriorityQueue",
     "Queued",
     "ResponseFormat",
+    "ResumeBatch",
     "Retrying",
     "Started",
+    "StatusCounts",
     "Token",
     "Usage",
     "parse_event",

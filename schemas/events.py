@@ -88,6 +88,9 @@ class Completed(_Event):
     ttft_ms: float | None
     duration_ms: float
     tokens_per_s: float
+    tokens: int | None = Field(
+        default=None, ge=0, description="Tokens this attempt streamed before it ended."
+    )
 
 
 class Failed(_Event):
@@ -98,12 +101,18 @@ class Failed(_Event):
     retry_after_s: float | None = Field(
         default=None, description="How long the provider asked to wait, when it said."
     )
+    tokens: int | None = Field(
+        default=None, ge=0, description="Tokens this attempt streamed before it ended."
+    )
 
 
 class Cancelled(_Event):
     type: Literal["cancelled"] = "cancelled"
     by: str
     reason: str | None = None
+    tokens: int | None = Field(
+        default=None, ge=0, description="Tokens this attempt streamed before it ended."
+    )
 
 
 JobEvent = Annotated[

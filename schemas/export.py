@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.commands import JobCommand
-from schemas.control import Cancel
+from schemas.control import control_json_schema
 from schemas.dead_letter import DeadLetter
 from schemas.events import event_json_schema
 from schemas.jobs import JobRequest
@@ -24,7 +24,7 @@ def all_schemas() -> dict[str, dict[str, Any]]:
         "JobEvent.schema.json": event_json_schema(),
         "JobState.schema.json": JobState.model_json_schema(by_alias=True),
         "DeadLetter.schema.json": DeadLetter.model_json_schema(by_alias=True),
-        "Control.schema.json": Cancel.model_json_schema(by_alias=True),
+        "Control.schema.json": control_json_schema(),
     }
 
 

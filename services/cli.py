@@ -42,6 +42,21 @@ def serve(
 
 
 @app.command()
+def aggregator(
+    port: Annotated[
+        int | None, typer.Option(help="Web port of the views (default TOKENRELAY_AGGREGATOR_PORT)")
+    ] = None,
+) -> None:
+    """Run one instance of the job-state aggregator (Faust) in this process."""
+    from services.aggregator.main import run
+
+    settings = _settings()
+    if port is not None:
+        settings = settings.model_copy(update={"aggregator_port": port})
+    run(settings)
+
+
+@app.command()
 def up() -> None:
     """Start the broker (unless one is configured) and a local stack; Ctrl-C stops it all."""
     from services.local_stack import up as run

@@ -1,8 +1,9 @@
 """``tokenrelay up`` (``make up``): a whole stack on one machine, and everything stopped on exit.
 
 Starts the local broker unless ``TOKENRELAY_KAFKA_BOOTSTRAP`` points at one that
-answers, then one process for the public face (ingest + gateway) and one worker
-process, waits until ``/readyz`` says the stack can take and run a job, prints
+answers, then one process for the public face (ingest + gateway), one worker process
+and one aggregator (job state), waits until ``/readyz`` of the public face and
+of the aggregator say the stack can take, run and report a job, prints
 the URLs and the dev API key, and on Ctrl-C or SIGTERM stops what it started,
 broker included, in reverse order.
 """
@@ -107,6 +108,7 @@ def _banner(settings: Settings, logs: Path, seconds: float) -> str:
         f"  health       {base}/readyz\n"
         f"  metrics      {base}/metrics\n"
         f"  worker       http://{settings.http_host}:{settings.http_port + 1}/readyz\n"
+        f"  aggregator   {settings.aggregator_url}/readyz\n"
         f"  API key      {key}\n"
         f"  logs         {logs}\n\n"
         f'  try:  .venv/bin/tokenrelay submit "hello" --stream\n'
@@ -129,6 +131,7 @@ def up(settings: Settings) -> None:
     procs = [
         _spawn(["serve", "ingest", "gateway", "--port", str(port)], logs / "public.log", env),
         _spawn(["serve", "worker", "--port", str(port + 1)], logs / "worker.log", env),
+        _spawn(["aggregator"], logs / "aggregator.log", env),
     ]
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
@@ -137,6 +140,7 @@ def up(settings: Settings) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         _wait_ready(f"http://{settings.http_host}:{port}/readyz", procs, READY_TIMEOUT_S)
+        _wait_ready(f"{settings.aggregator_url}/readyz", procs, READY_TIMEOUT_S)
         console.print(_banner(settings, logs, time.monotonic() - started))
         while all(p.poll() is None for p in procs):
             time.sleep(0.5)

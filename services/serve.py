@@ -30,6 +30,7 @@ from services.core.http import (
 from services.core.kafka import Admin, Producer
 from services.core.runtime import Runtime, ServicePart
 from services.core.settings import Settings
+from services.core.state_client import StateClient
 from services.core.topics import ensure_topics, topic_specs
 from services.gateway import service as gateway
 from services.ingest import service as ingest
@@ -95,6 +96,7 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
         producer=Producer(settings.kafka_bootstrap, **{"client.id": settings.worker_id}),
         admin=Admin(settings.kafka_bootstrap),
         access=Access(settings),
+        state=StateClient(settings.aggregator_url),
     )
     parts = [SERVICES[n](rt) for n in names]
 
@@ -115,6 +117,7 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
                 if part.stop is not None:
                     await part.stop()
             await rt.producer.close()
+            await rt.state.close()
 
     app = FastAPI(title="tokenrelay", lifespan=lifespan, default_response_class=JsonResponse)
     install_error_handlers(app)

@@ -37,3 +37,9 @@ DEAD_LETTERS = Counter("tokenrelay_dead_letters_total", "Records sent to the DLQ
 RATE_LIMIT_WAIT = Counter(
     "tokenrelay_rate_limit_wait_seconds_total", "Time jobs waited for a model's budget", ["model"]
 )
+AGGREGATOR_EVENTS = Counter(
+    "tokenrelay_aggregator_events_total", "Events the aggregator read, by effect", ["effect"]
+)
+AGGREGATOR_STATE_WRITES = Counter(
+    "tokenrelay_aggregator_state_writes_total", "Job states written to the changelog"
+)

@@ -17,6 +17,7 @@ from services.core.access import Access
 from services.core.http import ReadinessCheck
 from services.core.kafka import Admin, Producer
 from services.core.settings import Settings
+from services.core.state_client import StateClient
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Runtime:
     producer: Producer
     admin: Admin
     access: Access
+    state: StateClient
 
 
 @dataclass

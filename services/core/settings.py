@@ -56,6 +56,15 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("OPENAI_BASE_URL", "TOKENRELAY_OPENAI_BASE_URL")
     )
 
+    aggregator_url: str = "http://127.0.0.1:6066"
+    aggregator_host: str = "127.0.0.1"
+    aggregator_port: int = 6066
+    aggregator_session_timeout_s: float = Field(default=10.0, ge=6.0)
+    state_store: str = Field(default="rocksdb://", pattern=r"^(memory|rocksdb)://")
+    state_retention: float = Field(default=7 * 24 * 3600.0, gt=0, description="Seconds.")
+    state_tick_s: float = Field(default=0.5, gt=0)
+    batch_max_jobs: int = Field(default=10_000, ge=1)
+
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
 

@@ -2,12 +2,10 @@
 
 ``POST /v1/jobs/{id}/cancel`` (the job's tenant, or an admin) publishes a
 ``Cancel`` to ``tokenrelay.jobs.control``; the worker running the job closes
-its stream, and a job still queued never starts.
+its stream, and a job still queued never starts. Batches (``batches``) and
+admin retries (``retry``) add their routes here too.
 
-The answer goes out only once Kafka has confirmed both records.
-
-``queued`` is confirmed before the command is produced, so it always precedes
-the worker's ``started`` on the job's partition of ``tokenrelay.tokens``.
+The answer goes out only once Kafka has confirmed both records (``submit``).
 """
 
 from __future__ import annotations
@@ -19,54 +17,23 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.commands import JobCommand
 from schemas.control import Cancel
-from schemas.events import Queued
-from schemas.jobs import FakeProviderOptions, JobRequest
+from schemas.jobs import JobRequest
 from services.core.auth import Principal
-from services.core.errors import ApiError, KafkaError
+from services.core.errors import ApiError
 from services.core.http import JsonResponse
 from services.core.ids import new_job_id, now_us
 from services.core.job_log import TopicPartitions, find_job
 from services.core.metrics import JOBS_SUBMITTED, SUBMIT_SECONDS
 from services.core.runtime import Runtime
-from services.core.serde import encode
+from services.ingest.batches import add_batch_routes
+from services.ingest.bodies import CancelRequest
 from services.ingest.idempotency import IdempotencyCache
+from services.ingest.retry import add_retry_route
+from services.ingest.submit import new_submission, publish, send_control
 
 log = logging.getLogger(__name__)
-
-SUBMIT_TIMEOUT_S = 15.0
-
-
-class CancelRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    reason: str | None = Field(default=None, max_length=1000)
-
-
-def resolve_provider(req: JobRequest, rt: Runtime) -> tuple[str, str]:
-    """The provider and model a job runs on, or a 422 naming the field."""
-    provider = req.provider or rt.settings.default_provider
-    if provider == "openai" and rt.settings.openai_api_key is None:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "the openai provider is not configured (OPENAI_API_KEY)",
-            "provider",
-        )
-    if provider == "fake":
-        try:
-            FakeProviderOptions.model_validate(req.provider_options)
-        except ValueError as exc:
-            raise ApiError(
-                422,
-                "invalid_request",
-                f"invalid provider_options for fake: {exc}",
-                "provider_options",
-            ) from exc
-    return provider, req.model or rt.settings.default_model(provider)
 
 
 def make_router(rt: Runtime) -> APIRouter:
@@ -77,40 +44,12 @@ def make_router(rt: Runtime) -> APIRouter:
     async def principal(request: Request) -> Principal:
         return rt.access.principal(request)
 
-    async def publish(req: JobRequest, who: Principal) -> dict[str, Any]:
-        provider, model = resolve_provider(req, rt)
-        job_id, now = new_job_id(), now_us()
-        queued = Queued(
-            job_id=job_id,
-            attempt=0,
-            seq=0,
-            ts=now,
-            worker_id="ingest",
-            tenant=who.tenant,
-            priority=req.priority,
-            model=model,
-            provider=provider,
-            estimated_cost_usd=0.0,
-        )
-        command = JobCommand(
-            job_id=job_id,
-            tenant=who.tenant,
-            attempt=1,
-            submitted_at=now,
-            provider=provider,
-            model=model,
-            request=req,
-        )
-        try:
-            async with asyncio.timeout(SUBMIT_TIMEOUT_S):
-                await rt.producer.send(topics.tokens, job_id, encode(queued))
-                where = await rt.producer.send(topics.jobs[req.priority], job_id, encode(command))
-        except (TimeoutError, KafkaError) as exc:
-            log.warning("job %s not accepted: %s", job_id, exc or "timed out")
-            raise ApiError(503, "kafka_unavailable", "the job could not be stored; retry") from exc
+    async def submit(req: JobRequest, who: Principal) -> dict[str, Any]:
+        sub = new_submission(req, rt.settings, job_id=new_job_id(), tenant=who.tenant, now=now_us())
+        (where,) = await publish(rt.producer, topics, [sub], f"job {sub.job_id}")
         log.info(
             "job %s queued by %s at %s[%d]@%d",
-            job_id,
+            sub.job_id,
             who.tenant,
             where.topic,
             where.partition,
@@ -118,12 +57,12 @@ def make_router(rt: Runtime) -> APIRouter:
         )
         JOBS_SUBMITTED.labels(req.priority.value).inc()
         return {
-            "job_id": job_id,
+            "job_id": sub.job_id,
             "status": "queued",
             "priority": req.priority.value,
-            "stream_url": f"/v1/jobs/{job_id}/events",
-            "stream_token": rt.access.stream_token(job_id, who.tenant),
-            "estimated_cost_usd": queued.estimated_cost_usd,
+            "stream_url": f"/v1/jobs/{sub.job_id}/events",
+            "stream_token": rt.access.stream_token(sub.job_id, who.tenant),
+            "estimated_cost_usd": sub.queued.estimated_cost_usd,
         }
 
     @router.post("/jobs", status_code=202)
@@ -134,12 +73,12 @@ def make_router(rt: Runtime) -> APIRouter:
     ) -> JsonResponse:
         started = time.perf_counter()
         if idempotency_key is None:
-            body = await publish(req, who)
+            body = await submit(req, who)
         else:
             fut, owner = idem.claim(who.tenant, idempotency_key)
             if owner:
                 try:
-                    fut.set_result(await publish(req, who))
+                    fut.set_result(await submit(req, who))
                 except BaseException:
                     idem.release(who.tenant, idempotency_key)
                     fut.cancel()
@@ -149,6 +88,8 @@ def make_router(rt: Runtime) -> APIRouter:
         return JsonResponse(body, status_code=202)
 
     add_cancel_route(router, rt, principal)
+    add_batch_routes(router, rt, principal)
+    add_retry_route(router, rt, principal)
     return router
 
 
@@ -174,10 +115,6 @@ def add_cancel_route(
             raise ApiError(404, "not_found", f"no job {job_id}", "job_id")
         by = who.tenant if who.tenant == located.first.tenant else f"admin:{who.tenant}"
         cancel = Cancel(job_id=job_id, ts=now_us(), by=by, reason=body.reason if body else None)
-        try:
-            async with asyncio.timeout(SUBMIT_TIMEOUT_S):
-                await rt.producer.send(topics.control, job_id, encode(cancel))
-        except (TimeoutError, KafkaError) as exc:
-            raise ApiError(503, "kafka_unavailable", "the cancel was not stored; retry") from exc
+        await send_control(rt.producer, topics, cancel)
         log.info("job %s cancel requested by %s", job_id, by)
         return JsonResponse({"job_id": job_id, "status": "cancelling"}, status_code=202)

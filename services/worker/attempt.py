@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from schemas.commands import JobCommand
-from schemas.control import Cancel
+from schemas.control import Cancel, CancelBatch
 from schemas.events import (
     Cancelled,
     Completed,
@@ -118,7 +118,7 @@ async def run_attempt(
     emit: Emit,
     worker_id: str,
     cancel: asyncio.Event | None = None,
-    cancelled_by: Callable[[], Cancel | None] = lambda: None,
+    cancelled_by: Callable[[], Cancel | CancelBatch | None] = lambda: None,
 ) -> JobEvent:
     """Run ``command`` once through ``provider``.
 
@@ -141,7 +141,7 @@ async def run_attempt(
     try:
         work = _stream(command, provider, emit, ev, progress)
         if await _until_cancelled(work, cancel or asyncio.Event()):
-            return cancelled_event(ev, cancelled_by())
+            return cancelled_event(ev, cancelled_by(), tokens=len(progress.parts))
         content = "".join(progress.parts)
         parsed = (
             _parse_json(content) if command.request.response_format is ResponseFormat.JSON else None
@@ -152,6 +152,7 @@ async def run_attempt(
             error_kind=ErrorKind.TIMEOUT,
             retryable=True,
             message=f"the job ran longer than timeout_s={command.request.timeout_s}",
+            tokens=len(progress.parts),
         )
     except ProviderError as exc:
         return Failed(
@@ -160,6 +161,7 @@ async def run_attempt(
             message=exc.message,
             retryable=exc.retryable,
             retry_after_s=exc.retry_after_s,
+            tokens=len(progress.parts),
         )
     duration = time.monotonic() - t0
     first, parts = progress.first, progress.parts
@@ -175,6 +177,7 @@ async def run_attempt(
         ttft_ms=_ms(first - t0) if first is not None else None,
         duration_ms=_ms(duration),
         tokens_per_s=round(len(parts) / gen_time, 3) if gen_time > 0 else 0.0,
+        tokens=len(parts),
     )
 
 
@@ -183,9 +186,12 @@ def queue_since_us(command: JobCommand) -> int:
     return max(command.submitted_at, command.not_before or 0)
 
 
-def cancelled_event(ev: AttemptEvents, cancel: Cancel | None) -> Cancelled:
+def cancelled_event(
+    ev: AttemptEvents, cancel: Cancel | CancelBatch | None, tokens: int = 0
+) -> Cancelled:
     return Cancelled(
         **ev.fields(),
         by=cancel.by if cancel else "unknown",
         reason=cancel.reason if cancel else None,
+        tokens=tokens,
     )

@@ -15,7 +15,12 @@ transaction with the job's offset (``committer``). Offsets are tracked per
 partition by ``offsets.OffsetLedger``: out-of-order completion never skips a job,
 and a job that ended under a previous owner is not run twice.
 
-Cancellation comes from ``tokenrelay.jobs.control`` (``control``). On SIGTERM
+Cancellation and batch pauses come from ``tokenrelay.jobs.control``
+(``control``). A job of a paused batch is held when it is fetched or comes up to
+run: it takes no slot, emits nothing, and its offset stays open (uncommitted)
+until the batch resumes — it then rejoins the ready queue in priority order —
+or the batch (or the job) is cancelled, which settles it ``cancelled`` at once.
+Held jobs of revoked partitions are dropped unsettled, like queued ones. On SIGTERM
 the worker stops fetching, gives running jobs ``worker_grace_s`` to end, hands
 the rest back (their start marks are committed, so the next owner runs them as
 a new attempt), commits, and leaves the group.
@@ -31,13 +36,7 @@ from typing import Any
 
 from schemas.commands import JobCommand
 from schemas.dead_letter import DeadLetter
-from schemas.events import (
-    Completed,
-    ErrorKind,
-    Failed,
-    JobEvent,
-    Retrying,
-)
+from schemas.events import Completed, ErrorKind, Failed, JobEvent
 from schemas.jobs import Priority
 from services.core.errors import DecodeError
 from services.core.ids import now_us
@@ -58,19 +57,18 @@ from services.core.metrics import (
     POISON_RECORDS,
     QUEUE_WAIT,
     RATE_LIMIT_WAIT,
-    RETRIES,
     TOKENS_PRODUCED,
 )
 from services.core.serde import decode, encode
 from services.core.settings import Settings
 from services.worker.attempt import AttemptEvents, cancelled_event, queue_since_us, run_attempt
-from services.worker.backoff import Outcome, decide
 from services.worker.committer import Committer, NotOwnedError
-from services.worker.control import CancelRegistry, ControlListener
+from services.worker.control import Action, ControlListener, ControlRegistry
 from services.worker.offsets import OffsetLedger
 from services.worker.providers.base import Provider
 from services.worker.rate_limit import RateLimiter
-from services.worker.scheduling import DelayQueue, ReadyQueue
+from services.worker.scheduling import DelayQueue, HeldJobs, ReadyQueue
+from services.worker.settlement import RetryPolicy, settlement
 
 log = logging.getLogger(__name__)
 
@@ -101,11 +99,14 @@ class WorkerRunner:
         self.ledger = OffsetLedger()
         self.ready: ReadyQueue[Job] = ReadyQueue(settings.priority_aging_s)
         self.delayed: DelayQueue[Job] = DelayQueue()
-        self.cancels = CancelRegistry()
+        self.held: HeldJobs[Job] = HeldJobs()
+        self.controls = ControlRegistry()
+        self._reviewed = self.controls.version
         self.limiter = RateLimiter(settings.model_limits)
         self._priority_of = {self.topics.jobs[p]: p for p in Priority}
+        self._retry_policy = RetryPolicy(settings.retry_base_s, settings.retry_max_s)
         self.control = ControlListener(
-            settings.kafka_bootstrap, self.topics.control, self.cancels, settings.worker_id
+            settings.kafka_bootstrap, self.topics.control, self.controls, settings.worker_id
         )
         self._txn = TransactionalProducer(
             settings.kafka_bootstrap, f"{self.topics.prefix}.worker.{settings.worker_id}"
@@ -124,6 +125,8 @@ class WorkerRunner:
         self.committer = Committer(self._txn, self.ledger, self._consumer.group_metadata)
         self._paused: set[TopicPartition] = set()
         self._running: dict[asyncio.Task[None], Job] = {}
+        self._settling: set[asyncio.Task[None]] = set()
+        """Tasks that only settle a cancelled job: they hold no slot."""
         self._side: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -203,6 +206,7 @@ class WorkerRunner:
         self._paused -= gone
         self.ready.discard(lambda job: job.tp in gone)
         self.delayed.discard(lambda job: job.tp in gone)
+        self.held.discard(lambda job: job.tp in gone)
         moved = [t for t, job in self._running.items() if job.tp in gone]
         for task in moved:
             task.cancel()
@@ -223,9 +227,13 @@ class WorkerRunner:
                 self._intake(record)
             now = now_us()
             for due in self.delayed.due(now):
-                self.ready.push(due, due.priority, queue_since_us(due.command))
-            while len(self._running) < self.concurrency and (job := self.ready.pop(now)):
-                self._launch(job)
+                self._enqueue(due)
+            self._review_controls()
+            while self._busy_slots() < self.concurrency and (job := self.ready.pop(now)):
+                if self.controls.action(job.command) is Action.HOLD:
+                    self._hold(job)
+                else:
+                    self._launch(job)
         await self._apply_pauses()
 
     def _wanted_paused(self) -> set[TopicPartition]:
@@ -267,20 +275,66 @@ class WorkerRunner:
         if command.not_before is not None and command.not_before > now_us():
             self.delayed.push(job, command.not_before)
         else:
-            self.ready.push(job, priority, queue_since_us(command))
+            self._enqueue(job)
+
+    def _enqueue(self, job: Job) -> None:
+        """A job that may run now: to the ready queue, held while its batch is paused, or
+        settled ``cancelled`` at once (that takes no provider, so it waits for no slot)."""
+        action = self.controls.action(job.command)
+        if action is Action.CANCEL:
+            self._launch(job, slot=False)
+        elif action is Action.HOLD:
+            self._hold(job)
+        else:
+            self.ready.push(job, job.priority, queue_since_us(job.command))
+
+    def _hold(self, job: Job) -> None:
+        assert job.command.batch_id is not None
+        self.held.hold(job.command.batch_id, job)
+        log.info(
+            "job %s of batch %s held at %s: the batch is paused",
+            job.command.job_id,
+            job.command.batch_id,
+            job.where,
+        )
+
+    def _review_controls(self) -> None:
+        """After a new instruction: settle waiting jobs it cancelled, release the resumed ones."""
+        if self.controls.version == self._reviewed:
+            return
+        self._reviewed = self.controls.version
+
+        def cancelled(job: Job) -> bool:
+            return self.controls.cancel_for(job.command) is not None
+
+        for job in [*self.ready.discard(cancelled), *self.delayed.discard(cancelled)]:
+            self._launch(job, slot=False)
+        released = self.held.release(lambda j: self.controls.action(j.command) is Action.HOLD)
+        for job in released:
+            if self.controls.action(job.command) is Action.RUN:
+                log.info(
+                    "job %s released: batch %s resumed", job.command.job_id, job.command.batch_id
+                )
+            self._enqueue(job)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._side.add(task)
         task.add_done_callback(self._side.discard)
 
-    def _launch(self, job: Job) -> None:
+    def _launch(self, job: Job, *, slot: bool = True) -> None:
         task = asyncio.create_task(self._run_job(job), name=f"job {job.command.job_id}")
         self._running[task] = job
+        if not slot:
+            self._settling.add(task)
         task.add_done_callback(self._finished)
+
+    def _busy_slots(self) -> int:
+        return len(self._running) - len(self._settling)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._running.pop(task, None)
+        self._settling.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("job task failed", exc_info=exc)
 
@@ -294,9 +348,8 @@ class WorkerRunner:
             terminal = await self._attempt(job, command)
             if terminal is None:
                 return
-            await self.committer.settle(
-                job.tp, job.offset, self._settlement(job, command, terminal)
-            )
+            records = settlement(self.topics, self._retry_policy, job.where, command, terminal)
+            await self.committer.settle(job.tp, job.offset, records)
         except NotOwnedError:
             log.info("job %s: %s moved to another worker before it settled", job_id, job.where)
             return
@@ -310,7 +363,7 @@ class WorkerRunner:
     async def _attempt(self, job: Job, command: JobCommand) -> JobEvent | None:
         """Run the attempt; the terminal event, or None when the job is no longer ours."""
         events = AttemptEvents(command, self.settings.worker_id)
-        cancel = self.cancels.get(command.job_id)
+        cancel = self.controls.cancel_for(command)
         if cancel is not None:
             log.info("job %s was cancelled while queued; not started", command.job_id)
             return cancelled_event(events, cancel)
@@ -362,6 +415,7 @@ class WorkerRunner:
                 await self.producer.produce(self.topics.tokens, job_id, encode(event))
             )
 
+        watch = self.controls.watch(command)
         JOBS_RUNNING.inc()
         try:
             terminal = await run_attempt(
@@ -369,68 +423,14 @@ class WorkerRunner:
                 provider,
                 emit,
                 self.settings.worker_id,
-                self.cancels.watch(job_id),
-                lambda: self.cancels.get(job_id),
+                watch.event,
+                lambda: self.controls.cancel_for(command),
             )
             await asyncio.gather(*deliveries)
         finally:
-            self.cancels.unwatch(job_id)
+            self.controls.unwatch(watch)
             JOBS_RUNNING.dec()
         return terminal
-
-    def _settlement(self, job: Job, command: JobCommand, terminal: JobEvent) -> list[OutRecord]:
-        """The records that end this delivery of the job, published with its offset."""
-        key = command.job_id
-        tokens = self.topics.tokens
-        if not isinstance(terminal, Failed):
-            return [OutRecord(tokens, key, encode(terminal))]
-        decision = decide(
-            retryable=terminal.retryable,
-            attempt=command.attempt,
-            max_attempts=command.request.max_attempts,
-            retry_after_s=terminal.retry_after_s,
-            base_s=self.settings.retry_base_s,
-            max_s=self.settings.retry_max_s,
-        )
-        if decision.outcome is Outcome.RETRY:
-            not_before = now_us() + int(decision.delay_s * 1e6)
-            retrying = Retrying(
-                **terminal.model_dump(
-                    include={"job_id", "attempt", "seq", "ts", "worker_id", "tenant"}
-                ),
-                error_kind=terminal.error_kind,
-                message=terminal.message,
-                not_before=not_before,
-                next_attempt=command.attempt + 1,
-            )
-            again = command.model_copy(
-                update={"attempt": command.attempt + 1, "not_before": not_before}
-            )
-            RETRIES.labels(terminal.error_kind.value).inc()
-            log.info(
-                "job %s attempt %d %s; attempt %d in %.1fs",
-                key,
-                command.attempt,
-                terminal.error_kind.value,
-                command.attempt + 1,
-                decision.delay_s,
-            )
-            return [
-                OutRecord(tokens, key, encode(retrying)),
-                OutRecord(self.topics.retry, key, encode(again)),
-            ]
-        out = [OutRecord(tokens, key, encode(terminal))]
-        if decision.outcome is Outcome.EXHAUSTED or terminal.error_kind is ErrorKind.INTERNAL:
-            DEAD_LETTERS.labels("exhausted").inc()
-            letter = DeadLetter(
-                source=job.where,
-                error_kind=terminal.error_kind.value,
-                error=terminal.message,
-                ts=now_us(),
-                command=command,
-            )
-            out.append(OutRecord(self.topics.dlq, key, encode(letter)))
-        return out
 
     async def _dead_letter_poison(self, record: Record, exc: DecodeError) -> None:
         POISON_RECORDS.labels(record.topic).inc()

@@ -10,6 +10,8 @@ being fetched once the buffer holds enough work that outranks them, while an
 urgent job is still fetched the moment it lands. Every priority may hold one
 job in the buffer whatever the rest, which is how an old low job gets seen,
 ages, and runs.
+
+Jobs of a paused batch wait apart, in ``HeldJobs``, until the batch resumes.
 """
 
 from __future__ import annotations
@@ -70,10 +72,19 @@ class ReadyQueue(Generic[T]):
         """Priorities whose topics may fetch now."""
         return {p for p in Priority if self.at_least(p) < limit or self.count(p) == 0}
 
-    def discard(self, drop: Callable[[T], bool]) -> None:
+    def discard(self, drop: Callable[[T], bool]) -> list[T]:
+        """Remove the jobs ``drop`` picks; they are returned, most important first."""
+        dropped: list[T] = []
         for p, q in self._queues.items():
-            self._queues[p] = [e for e in q if not drop(e.item)]
-            heapq.heapify(self._queues[p])
+            keep: list[_Entry[T]] = []
+            for e in sorted(q):
+                if drop(e.item):
+                    dropped.append(e.item)
+                else:
+                    keep.append(e)
+            self._queues[p] = keep
+            heapq.heapify(keep)
+        return dropped
 
 
 class DelayQueue(Generic[T]):
@@ -95,6 +106,48 @@ class DelayQueue(Generic[T]):
             out.append(heapq.heappop(self._heap)[2])
         return out
 
+    def discard(self, drop: Callable[[T], bool]) -> list[T]:
+        """Remove the jobs ``drop`` picks; they are returned, soonest due first."""
+        dropped: list[T] = []
+        keep: list[tuple[int, int, T]] = []
+        for entry in sorted(self._heap):
+            if drop(entry[2]):
+                dropped.append(entry[2])
+            else:
+                keep.append(entry)
+        self._heap = keep
+        return dropped
+
+
+class HeldJobs(Generic[T]):
+    """Fetched jobs of paused batches, per batch, in the order they were held.
+
+    They hold no slot and are not in the ready queue (so they do not stop other
+    topics from fetching); their offsets stay open in the ledger until they run.
+    """
+
+    def __init__(self) -> None:
+        self._by_batch: dict[str, list[T]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(items) for items in self._by_batch.values())
+
+    def hold(self, batch_id: str, item: T) -> None:
+        self._by_batch.setdefault(batch_id, []).append(item)
+
+    def release(self, still_held: Callable[[T], bool]) -> list[T]:
+        """Remove and return every job that is no longer held, in the order they were held."""
+        out: list[T] = []
+        for batch_id, items in list(self._by_batch.items()):
+            keep: list[T] = []
+            for item in items:
+                (keep if still_held(item) else out).append(item)
+            if keep:
+                self._by_batch[batch_id] = keep
+            else:
+                del self._by_batch[batch_id]
+        return out
+
     def discard(self, drop: Callable[[T], bool]) -> None:
-        self._heap = [e for e in self._heap if not drop(e[2])]
-        heapq.heapify(self._heap)
+        """Forget jobs without releasing them (their partition was revoked)."""
+        self.release(lambda item: not drop(item))

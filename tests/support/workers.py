@@ -32,6 +32,9 @@ PASSED_ON = (
     "retry_base_s",
     "retry_max_s",
     "priority_aging_s",
+    "state_store",
+    "state_tick_s",
+    "aggregator_url",
 )
 
 
@@ -46,10 +49,17 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @dataclass
-class WorkerProcess:
-    worker_id: str
+class ChildProcess:
+    name: str
     proc: subprocess.Popen[bytes]
     log: Path
+    url: str
+    args: list[str]
+    env: dict[str, str]
+
+    @property
+    def worker_id(self) -> str:
+        return self.name
 
     def kill(self) -> None:
         """kill -9: no shutdown, no commit, no goodbye to the group."""
@@ -60,39 +70,37 @@ class WorkerProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+WorkerProcess = ChildProcess
+
+
 @contextmanager
-def worker_process(settings: Settings, worker_id: str, log_dir: Path) -> Iterator[WorkerProcess]:
-    """``tokenrelay serve worker`` in a child process, ready (in its group) when yielded."""
-    port = free_port()
-    log = log_dir / f"{worker_id}.log"
-    env = {
-        **os.environ,
-        **settings_env(settings),
-        "TOKENRELAY_WORKER_ID": worker_id,
-        "TOKENRELAY_DATA_DIR": str(log_dir / worker_id),
-    }
-    with log.open("wb") as out:
+def child_process(
+    name: str, args: list[str], env: dict[str, str], log_dir: Path, port: int
+) -> Iterator[ChildProcess]:
+    """``tokenrelay <args>`` in a child process, yielded once its ``/readyz`` answers 200."""
+    log = log_dir / f"{name}.log"
+    with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve", "worker", "--port", str(port)],
-            env=env,
+            [sys.executable, "-m", "services.cli", *args],
+            env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    worker = WorkerProcess(worker_id, proc, log)
+    child = ChildProcess(name, proc, log, f"http://127.0.0.1:{port}", args, env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"worker {worker_id} exited:\n{worker.tail()}")
+                raise RuntimeError(f"{name} exited:\n{child.tail()}")
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{child.url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"worker {worker_id} not ready:\n{worker.tail()}")
+                raise TimeoutError(f"{name} not ready:\n{child.tail()}")
             time.sleep(0.1)
-        yield worker
+        yield child
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -101,6 +109,20 @@ def worker_process(settings: Settings, worker_id: str, log_dir: Path) -> Iterato
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def worker_process(settings: Settings, worker_id: str, log_dir: Path) -> Iterator[ChildProcess]:
+    """``tokenrelay serve worker`` in a child process, ready (in its group) when yielded."""
+    port = free_port()
+    env = {
+        **settings_env(settings),
+        "TOKENRELAY_WORKER_ID": worker_id,
+        "TOKENRELAY_DATA_DIR": str(log_dir / worker_id),
+    }
+    args = ["serve", "worker", "--port", str(port)]
+    with child_process(worker_id, args, env, log_dir, port) as worker:
+        yield worker
 
 
 @contextmanager

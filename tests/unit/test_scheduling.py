@@ -47,6 +47,16 @@ def test_discard_drops_matching_jobs() -> None:
     assert q.pop(2) == "b"
 
 
+def test_discard_returns_the_dropped_jobs_most_important_first() -> None:
+    q: ReadyQueue[str] = ReadyQueue(aging_s=60)
+    q.push("low-x", Priority.LOW, 0)
+    q.push("urgent-x", Priority.URGENT, 5)
+    q.push("normal-keep", Priority.NORMAL, 1)
+    q.push("normal-x", Priority.NORMAL, 2)
+    assert q.discard(lambda j: j.endswith("-x")) == ["urgent-x", "normal-x", "low-x"]
+    assert q.pop(10) == "normal-keep"
+
+
 def test_delayed_jobs_come_due_in_time_order() -> None:
     d: DelayQueue[str] = DelayQueue()
     d.push("late", 20)
@@ -55,3 +65,12 @@ def test_delayed_jobs_come_due_in_time_order() -> None:
     assert d.due(15) == ["soon"]
     assert d.due(25) == ["late"]
     assert len(d) == 0
+
+
+def test_discarded_delayed_jobs_are_returned_soonest_first() -> None:
+    d: DelayQueue[str] = DelayQueue()
+    d.push("late-x", 30)
+    d.push("keep", 20)
+    d.push("soon-x", 10)
+    assert d.discard(lambda j: j.endswith("-x")) == ["soon-x", "late-x"]
+    assert d.due(100) == ["keep"]

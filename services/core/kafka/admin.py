@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import confluent_kafka as ck
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from services.core.errors import KafkaUnavailableError
 from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from
@@ -78,3 +78,36 @@ class Admin:
             except ck.KafkaException as exc:
                 if exc.args[0].code() != ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise error_from(exc.args[0], f"delete topic {name}") from exc
+
+    async def group_lag(
+        self, group: str, partitions: dict[str, int], timeout: float = 5.0
+    ) -> dict[str, int]:
+        """Per topic: records not yet consumed by ``group`` (end offset - committed)."""
+        tps = [ck.TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
+        request = ck.ConsumerGroupTopicPartitions(group, tps)
+        try:
+            committed_fut = self._admin.list_consumer_group_offsets(
+                [request], request_timeout=timeout
+            )[group]
+            latest, earliest = OffsetSpec.latest(), OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+            ends_futs = self._admin.list_offsets(
+                dict.fromkeys(tps, latest), request_timeout=timeout
+            )
+            starts_futs = self._admin.list_offsets(
+                dict.fromkeys(tps, earliest), request_timeout=timeout
+            )
+            committed = await asyncio.wrap_future(committed_fut)
+            ends = {tp: (await asyncio.wrap_future(f)).offset for tp, f in ends_futs.items()}
+            starts = {tp: (await asyncio.wrap_future(f)).offset for tp, f in starts_futs.items()}
+        except ck.KafkaException as exc:
+            raise error_from(exc.args[0], f"lag of group {group}") from exc
+        done = {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions}
+        lag = dict.fromkeys(partitions, 0)
+        for tp in tps:
+            key = (tp.topic, tp.partition)
+            end = ends[tp]
+            start = done.get(key, -1)
+            if start < 0:
+                start = starts[tp]
+            lag[tp.topic] += max(0, end - start)
+        return lag

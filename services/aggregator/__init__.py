@@ -1,0 +1,1 @@
+"""The aggregator: a Faust app that keeps job, batch and queue state."""

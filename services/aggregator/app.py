@@ -1,0 +1,240 @@
+"""The Faust app: ``tokenrelay.tokens`` in, the jobs table and ``tokenrelay.job-state`` out.
+
+One agent reduces every event into the ``jobs`` table (key ``job_id``,
+changelog-backed, co-partitioned with the tokens topic: a job's state lives on
+the partition of its events). A second agent follows the batch instructions on
+``tokenrelay.jobs.control`` into the small ``batch-flags`` table (is a batch
+paused). Each stored state is also published to the compacted
+``tokenrelay.job-state``; a job removed by retention leaves a tombstone there.
+
+Offsets are committed at least once, after the changelog writes they caused are
+flushed (Faust's order); the reducer makes a replayed event a no-op, and the
+derived figures in ``index`` are rebuilt from the table, so a crash neither
+loses nor double-counts anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from pydantic import ValidationError
+
+from schemas.control import Cancel, CancelBatch, PauseBatch, ResumeBatch, parse_control
+from schemas.dead_letter import DeadLetter
+from schemas.events import parse_event
+from schemas.state import JobState
+from services.aggregator import transport
+from services.aggregator.index import JobIndex
+from services.aggregator.processor import JobStates, decode_state, encode_state
+from services.core.ids import now_us
+from services.core.metrics import (
+    AGGREGATOR_EVENTS,
+    AGGREGATOR_STATE_WRITES,
+    DEAD_LETTERS,
+    POISON_RECORDS,
+)
+from services.core.serde import encode
+from services.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETENTION_SWEEP_S = 60.0
+
+
+class Aggregator:
+    """The app, its tables, and what an instance derives from the partitions it owns."""
+
+    def __init__(self, settings: Settings, instance: str) -> None:
+        self.settings = settings
+        topics = settings.topics
+        scheme = transport.register()
+        url = f"http://{settings.aggregator_host}:{settings.aggregator_port}"
+        datadir = (settings.data_dir / "aggregator" / instance).resolve()
+        datadir.parent.mkdir(parents=True, exist_ok=True)
+        self.app = faust.App(
+            f"{settings.topic_prefix}-aggregator",
+            broker=f"{scheme}://{settings.kafka_bootstrap}",
+            store=settings.state_store,
+            datadir=str(datadir),
+            web_host=settings.aggregator_host,
+            web_port=settings.aggregator_port,
+            canonical_url=url,
+            topic_partitions=settings.topic_partitions,
+            topic_replication_factor=settings.replication_factor,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            autodiscover=False,
+            web_enabled=True,
+            broker_commit_interval=1.0,
+            # Static membership: an instance restarted under the same name takes its
+            # partitions back at once instead of waiting for its old session to expire.
+            consumer_group_instance_id=f"{settings.topic_prefix}-aggregator-{instance}",
+            broker_session_timeout=settings.aggregator_session_timeout_s,
+        )
+        # Keys are the ids' UTF-8 bytes, as every other client writes them, so that
+        # Faust's partitioner puts a job's state on the partition of its events.
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+        raw_topic = raw | {"key_serializer": "raw", "value_serializer": "raw"}
+        self.tokens = self.app.topic(topics.tokens, **raw_topic)
+        self.control = self.app.topic(topics.control, **raw_topic)
+        self.job_state = self.app.topic(topics.job_state, **raw_topic)
+        self.dlq = self.app.topic(topics.dlq, **raw_topic)
+        tables: dict[str, Any] = {"partitions": settings.topic_partitions, "use_partitioner": True}
+        self.jobs = self.app.Table("jobs", **tables, **raw)
+        self.batch_flags = self.app.Table("batch-flags", **tables, **raw)
+        self.states = JobStates(self._load, settings.state_tick_s)
+        self.index = JobIndex()
+        # Set on every rebalance, cleared once Faust has recovered the tables for the
+        # new assignment (``on_rebalance_complete``): only then is the table whole.
+        self._settled = False
+        self._assignment_changed = True
+        self._revoked: set[int] = set()
+        self.app.on_partitions_assigned.connect(self._on_assigned)
+        self.app.on_partitions_revoked.connect(self._on_revoked)
+        self.app.on_rebalance_complete.connect(self._on_recovered)
+        self.app.agent(self.tokens, name="job-events")(self._on_events)
+        self.app.agent(self.control, name="batch-control")(self._on_control)
+        self.app.timer(RETENTION_SWEEP_S)(self._sweep)
+
+    # --- state --------------------------------------------------------------------
+
+    def _load(self, job_id: str) -> bytes | None:
+        raw: bytes | None = self.jobs.get(job_id.encode())
+        return raw
+
+    def job(self, job_id: str) -> JobState | None:
+        return self.states.get(job_id)
+
+    def active_partitions(self) -> set[int]:
+        topic = self.tokens.get_topic_name()
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    def ready(self) -> bool:
+        """Partitions assigned and their tables recovered: reads are whole."""
+        return self._settled and bool(self.active_partitions())
+
+    async def _on_assigned(self, *_args: Any, **_kwargs: Any) -> None:
+        self._settled = False
+
+    async def _on_revoked(self, *args: Any, **_kwargs: Any) -> None:
+        """What memory holds for a revoked partition may be stale when it comes back."""
+        revoked: set[Any] = args[1] if len(args) > 1 else set()  # (sender, revoked)
+        self._settled = False
+        topic = self.tokens.get_topic_name()
+        self._revoked |= {tp.partition for tp in revoked if tp.topic == topic}
+
+    async def _on_recovered(self, *_args: Any, **_kwargs: Any) -> None:
+        self._settled = True
+        self._assignment_changed = True
+
+    def sync_partitions(self) -> None:
+        """Bring the index in line with the partitions this instance owns now."""
+        if not (self._settled and self._assignment_changed):
+            return
+        actives = self.active_partitions()
+        gone = (self.index.partitions - actives) | (self._revoked & self.index.partitions)
+        self._revoked.clear()
+        if gone:
+            self.states.forget(gone)
+            for p in gone:
+                self.index.drop(p)
+            log.info("partitions %s revoked", sorted(gone))
+        new = actives - self.index.partitions
+        self._assignment_changed = False
+        if not new:
+            return
+        started = time.perf_counter()
+        by_partition: dict[int, list[JobState]] = {p: [] for p in new}
+        for raw in self.jobs.values():
+            state = decode_state(raw)
+            if state.partition in by_partition:
+                by_partition[state.partition].append(state)
+        for p, states in by_partition.items():
+            self.index.rebuild(p, states)
+        log.info(
+            "partitions %s indexed: %d jobs in %.3fs",
+            sorted(new),
+            sum(len(s) for s in by_partition.values()),
+            time.perf_counter() - started,
+        )
+
+    def paused(self, batch_id: str) -> bool:
+        return self.batch_flags.get(batch_id.encode()) == b"paused"
+
+    # --- agents -------------------------------------------------------------------
+
+    async def _on_events(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            message = event.message
+            self.sync_partitions()
+            try:
+                ev = parse_event(event.value)
+            except ValidationError as exc:
+                await self._dead_letter(message, exc)
+                continue
+            outcome = self.states.apply(ev, message.partition, message.offset)
+            AGGREGATOR_EVENTS.labels("applied" if outcome.changed else "duplicate").inc()
+            if not outcome.changed:
+                continue
+            self.index.put(message.partition, outcome.state)
+            if outcome.store:
+                await self._store(outcome.state)
+
+    async def _store(self, state: JobState) -> None:
+        raw = encode_state(state)
+        key = state.job_id.encode()
+        self.jobs[key] = raw
+        await self.job_state.send(key=key, value=raw)
+        AGGREGATOR_STATE_WRITES.inc()
+        log.debug("job %s %s (attempt %d)", state.job_id, state.status.value, state.attempt)
+
+    async def _dead_letter(self, message: Any, exc: Exception) -> None:
+        where = f"{message.topic}[{message.partition}]@{message.offset}"
+        log.error("undecodable event at %s, sent to the DLQ: %s", where, exc)
+        POISON_RECORDS.labels(message.topic).inc()
+        DEAD_LETTERS.labels("undecodable_event").inc()
+        letter = DeadLetter(
+            source=where,
+            error_kind="undecodable_event",
+            error=str(exc)[:2000],
+            ts=now_us(),
+            raw=bytes(message.value or b"").decode("utf-8", "replace")[:100_000],
+        )
+        await self.dlq.send(key=message.key, value=encode(letter))
+
+    async def _on_control(self, stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            try:
+                control = parse_control(event.value)
+            except ValidationError:
+                continue  # the workers own this topic's poison records; they log them
+            key = control.batch_id.encode() if not isinstance(control, Cancel) else None
+            if isinstance(control, PauseBatch):
+                self.batch_flags[key] = b"paused"
+            elif isinstance(control, ResumeBatch | CancelBatch) and key in self.batch_flags:
+                del self.batch_flags[key]
+
+    # --- retention ----------------------------------------------------------------
+
+    async def _sweep(self) -> None:
+        removed = await self.clean(self.settings.state_retention)
+        if removed:
+            log.info("retention: removed %d finished jobs", removed)
+
+    async def clean(self, older_than_s: float) -> int:
+        """Remove the finished jobs of this instance's partitions older than that."""
+        self.sync_partitions()
+        cutoff = now_us() - int(older_than_s * 1e6)
+        doomed = [
+            (p, b.job_id)
+            for p, b in self.index.briefs()
+            if b.finished_at is not None and b.finished_at <= cutoff
+        ]
+        for p, job_id in doomed:
+            del self.jobs[job_id.encode()]
+            self.index.remove(p, job_id)
+            await self.job_state.send(key=job_id.encode(), value=None)
+        return len(doomed)

@@ -1,0 +1,167 @@
+"""``POST /v1/jobs/{id}/retry``: an admin runs a failed or cancelled job again.
+
+The job's state comes from the aggregator; its request from its original
+command, which is still on its priority's topic while that topic keeps it: on
+the partition of its ``job_id`` (murmur2), at or just after the time it was
+queued (``offsets_for_times``), so the search reads a few records, not the
+partition. The retry is a new submission of the same job: a ``queued`` event
+numbered ``submissions + 1`` (so the job's state goes back to queued), then the
+command as the next attempt, ``submitted_at`` now — later than any cancel of
+the job or its batch, so it runs.
+
+A retry gets a fresh budget of attempts: ``max_attempts`` counts from the retry's
+first attempt (capped at the schema's 50), else a job that failed after its
+last attempt would fail again at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from fastapi import APIRouter, Depends, Request
+
+from schemas.commands import JobCommand
+from schemas.events import Queued
+from schemas.state import JobState, JobStatus
+from services.core.auth import Principal
+from services.core.errors import ApiError, DecodeError
+from services.core.http import JsonResponse
+from services.core.ids import job_id_ms, now_us
+from services.core.job_log import SEEK_MARGIN_MS, TopicPartitions
+from services.core.kafka import Consumer
+from services.core.partitioner import partition_for
+from services.core.runtime import Runtime
+from services.core.serde import decode
+from services.ingest.submit import SUBMIT_TIMEOUT_S, Submission, publish
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+MAX_ATTEMPTS = 50
+"""``JobRequest.max_attempts``'s upper bound."""
+SCAN_WINDOW_MS = int(4 * SUBMIT_TIMEOUT_S * 1000)
+"""A command is produced within two submit rounds of its ``queued`` event; past this, stop."""
+SEARCH_TIMEOUT_S = 10.0
+
+
+def retry_submission(state: JobState, original: JobCommand, now: int) -> Submission:
+    """The records of an admin retry of ``state``'s job, from its original command."""
+    attempt = max(state.attempt, 1) + 1
+    if attempt > MAX_ATTEMPTS:
+        raise ApiError(
+            409,
+            "conflict",
+            f"the job has run {attempt - 1} attempts; it cannot be retried again",
+            "attempt",
+        )
+    budget = min(MAX_ATTEMPTS, attempt - 1 + original.request.max_attempts)
+    request = original.request.model_copy(update={"max_attempts": budget})
+    command = original.model_copy(
+        update={"attempt": attempt, "submitted_at": now, "not_before": None, "request": request}
+    )
+    queued = Queued(
+        job_id=original.job_id,
+        attempt=0,
+        seq=state.submissions + 1,
+        ts=now,
+        worker_id="ingest",
+        tenant=original.tenant,
+        priority=state.priority or original.request.priority,
+        model=original.model,
+        provider=original.provider,
+        batch_id=original.batch_id,
+        estimated_cost_usd=state.estimated_cost_usd,
+    )
+    return Submission(queued, command)
+
+
+async def find_command(
+    bootstrap: str, topic: str, partitions: int, job_id: str, queued_at_us: int
+) -> JobCommand | None:
+    """The job's command on ``topic``, searched from the time it was queued; None if gone."""
+    partition = partition_for(job_id, partitions)
+    key = job_id.encode()
+    since_ms = queued_at_us // 1000 - SEEK_MARGIN_MS
+    until_ms = queued_at_us // 1000 + SCAN_WINDOW_MS
+    async with Consumer(
+        bootstrap, f"tokenrelay-retry-{job_id}", **{"enable.partition.eof": False}
+    ) as consumer:
+        start = await consumer.offset_for_time(topic, partition, since_ms)
+        if start is None:
+            return None
+        _, high = await consumer.watermarks(topic, partition)
+        await consumer.assign([(topic, partition, start)])
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + SEARCH_TIMEOUT_S
+        while loop.time() < give_up:
+            for rec in await consumer.poll(500, 0.2):
+                if rec.key == key:
+                    try:
+                        command = decode(JobCommand, rec.value)
+                    except DecodeError as exc:
+                        log.warning("undecodable command at %s: %s", rec.where(), exc)
+                    else:
+                        return command
+                if rec.timestamp_ms > until_ms or rec.offset + 1 >= high:
+                    return None
+            if await consumer.position(topic, partition) >= high:
+                return None
+    raise ApiError(503, "kafka_unavailable", "the job's command could not be read in time; retry")
+
+
+def add_retry_route(
+    router: APIRouter, rt: Runtime, principal: Callable[[Request], Awaitable[Principal]]
+) -> None:
+    topics = rt.settings.topics
+    partitions = TopicPartitions(rt.admin)
+
+    @router.post("/jobs/{job_id}/retry", status_code=202)
+    async def retry_job(
+        job_id: str,
+        who: Principal = Depends(principal),  # noqa: B008
+    ) -> JsonResponse:
+        if not who.is_admin:
+            raise ApiError(403, "forbidden", "only an admin may retry a job")
+        state = await rt.state.job(job_id) if job_id_ms(job_id) is not None else None
+        if state is None:
+            raise ApiError(404, "not_found", f"no job {job_id}", "job_id")
+        if state.status not in RETRYABLE:
+            raise ApiError(
+                409,
+                "conflict",
+                f"only a failed or cancelled job can be retried; this one is {state.status.value}",
+                "status",
+            )
+        if state.priority is None or state.queued_at is None:
+            raise ApiError(
+                409, "conflict", "the job's submission has expired; it cannot be retried", "job_id"
+            )
+        topic = topics.jobs[state.priority]
+        original = await find_command(
+            rt.settings.kafka_bootstrap,
+            topic,
+            await partitions.count(topic),
+            job_id,
+            state.queued_at,
+        )
+        if original is None:
+            raise ApiError(
+                409,
+                "conflict",
+                f"the job's command has expired from {topic}; it cannot be retried",
+                "job_id",
+            )
+        sub = retry_submission(state, original, now_us())
+        await publish(rt.producer, topics, [sub], f"the retry of job {job_id}")
+        log.info(
+            "job %s retried by admin:%s as attempt %d",
+            job_id,
+            who.tenant,
+            sub.command.attempt,
+        )
+        return JsonResponse(
+            {"job_id": job_id, "status": "queued", "attempt": sub.command.attempt},
+            status_code=202,
+        )

@@ -1,0 +1,152 @@
+"""Putting jobs on Kafka: each job's ``queued`` event, then its command, confirmed.
+
+Every way in — one job, a batch, an admin retry — builds ``Submission``s and
+hands them to ``publish``. Order per job: the ``queued`` event is confirmed
+before the command is produced, so ``queued`` always precedes the worker's
+``started`` on the job's partition of ``tokenrelay.tokens``. Many jobs are
+pipelined: every ``queued`` event is produced without waiting, then all are
+awaited, then every command likewise; a batch of thousands costs two round
+trips, not two per job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from schemas.commands import JobCommand
+from schemas.control import Control, control_key
+from schemas.events import Queued
+from schemas.jobs import FakeProviderOptions, JobRequest
+from services.core.errors import ApiError, KafkaError
+from services.core.kafka import Delivered, Producer
+from services.core.serde import encode
+from services.core.settings import Settings, Topics
+
+log = logging.getLogger(__name__)
+
+SUBMIT_TIMEOUT_S = 15.0
+"""How long each of the two rounds (events, commands) may take before the answer is 503."""
+
+YIELD_EVERY = 500
+"""Records produced between two yields to the event loop, so a big batch never stalls streams."""
+
+
+def resolve_provider(req: JobRequest, settings: Settings) -> tuple[str, str]:
+    """The provider and model a job runs on, or a 422 naming the field."""
+    provider = req.provider or settings.default_provider
+    if provider == "openai" and settings.openai_api_key is None:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "the openai provider is not configured (OPENAI_API_KEY)",
+            "provider",
+        )
+    if provider == "fake":
+        try:
+            FakeProviderOptions.model_validate(req.provider_options)
+        except ValueError as exc:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"invalid provider_options for fake: {exc}",
+                "provider_options",
+            ) from exc
+    return provider, req.model or settings.default_model(provider)
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """One job's two records: the ``queued`` event and the command for its priority's topic."""
+
+    queued: Queued
+    command: JobCommand
+
+    @property
+    def job_id(self) -> str:
+        return self.command.job_id
+
+
+def new_submission(
+    req: JobRequest,
+    settings: Settings,
+    *,
+    job_id: str,
+    tenant: str,
+    now: int,
+    batch_id: str | None = None,
+) -> Submission:
+    """A new job's records; raises a 422 ``ApiError`` naming the field when it cannot run."""
+    provider, model = resolve_provider(req, settings)
+    queued = Queued(
+        job_id=job_id,
+        attempt=0,
+        seq=0,
+        ts=now,
+        worker_id="ingest",
+        tenant=tenant,
+        priority=req.priority,
+        model=model,
+        provider=provider,
+        batch_id=batch_id,
+        estimated_cost_usd=0.0,
+    )
+    command = JobCommand(
+        job_id=job_id,
+        tenant=tenant,
+        attempt=1,
+        submitted_at=now,
+        batch_id=batch_id,
+        provider=provider,
+        model=model,
+        request=req,
+    )
+    return Submission(queued, command)
+
+
+async def _produce_all(
+    producer: Producer, records: Sequence[tuple[str, str, BaseModel]]
+) -> list[Delivered]:
+    futures = []
+    for i, (topic, key, value) in enumerate(records):
+        futures.append(await producer.produce(topic, key, encode(value)))
+        if i % YIELD_EVERY == YIELD_EVERY - 1:
+            await asyncio.sleep(0)
+    return list(await asyncio.gather(*futures))
+
+
+async def publish(
+    producer: Producer, topics: Topics, subs: Sequence[Submission], what: str = "the job"
+) -> list[Delivered]:
+    """Publish every submission; where each command landed, once Kafka confirmed them all.
+
+    Raises a 503 ``ApiError`` when Kafka did not confirm every record in time; some
+    jobs may then exist (a retry of the request submits new ones).
+    """
+    try:
+        async with asyncio.timeout(SUBMIT_TIMEOUT_S):
+            await _produce_all(producer, [(topics.tokens, s.job_id, s.queued) for s in subs])
+        async with asyncio.timeout(SUBMIT_TIMEOUT_S):
+            return await _produce_all(
+                producer,
+                [(topics.jobs[s.queued.priority], s.job_id, s.command) for s in subs],
+            )
+    except (TimeoutError, KafkaError) as exc:
+        log.warning("%s not accepted: %s", what, exc or "timed out")
+        raise ApiError(503, "kafka_unavailable", f"{what} could not be stored; retry") from exc
+
+
+async def send_control(producer: Producer, topics: Topics, control: Control) -> Delivered:
+    """Publish an instruction to the control topic, keyed by its job or batch; 503 if not stored."""
+    try:
+        async with asyncio.timeout(SUBMIT_TIMEOUT_S):
+            return await producer.send(topics.control, control_key(control), encode(control))
+    except (TimeoutError, KafkaError) as exc:
+        log.warning("%s not stored: %s", control.type, exc or "timed out")
+        raise ApiError(
+            503, "kafka_unavailable", f"the {control.type} was not stored; retry"
+        ) from exc
