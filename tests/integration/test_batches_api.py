@@ -10,7 +10,6 @@ to an ingest that did not accept the batch.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -32,6 +31,7 @@ from tests.conftest import ADMIN, ALICE, API_KEYS, BOB
 from tests.support.aggregators import aggregator_process, with_aggregator_port
 from tests.support.batches import submit_batch
 from tests.support.jobs import submit
+from tests.support.polling import until
 from tests.support.stack import running
 from tests.support.topic_reader import TopicReader, by_job, events_reader, of_type
 
@@ -317,19 +317,6 @@ async def test_only_an_admin_may_retry_a_job(ingest: tuple[Settings, httpx.Async
 
 
 # --- needs the aggregator ------------------------------------------------------------------
-
-
-async def until(
-    probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], timeout: float = 60.0
-) -> Any:
-    give_up = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if done(last):
-            return last
-        if time.monotonic() > give_up:
-            raise TimeoutError(f"not reached in {timeout}s; last: {last}")
-        await asyncio.sleep(0.1)
 
 
 def state_of(agg: httpx.AsyncClient, job_id: str) -> Callable[[], Awaitable[dict[str, Any]]]:

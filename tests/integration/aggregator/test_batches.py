@@ -11,9 +11,9 @@ import pytest
 
 from services.core.settings import Settings
 from tests.conftest import ALICE, BOB
-from tests.integration.aggregator.test_job_state import finished, state_probe, until
 from tests.support.aggregators import aggregator_process, with_aggregator_port
 from tests.support.jobs import submit
+from tests.support.polling import finished, state_probe, until
 from tests.support.stack import running
 
 pytestmark = pytest.mark.kafka

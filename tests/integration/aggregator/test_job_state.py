@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +14,11 @@ from services.core.settings import Settings
 from tests.conftest import ADMIN, ALICE, BOB
 from tests.support.aggregators import aggregator_process, with_aggregator_port
 from tests.support.jobs import submit
+from tests.support.polling import finished, state_probe, until
 from tests.support.stack import running
 from tests.support.topic_reader import TopicReader, by_job, events_reader, of_type
 
 pytestmark = pytest.mark.kafka
-
-
-async def until(
-    probe: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], timeout: float = 60.0
-) -> Any:
-    """Call ``probe`` until ``done(result)``; fail with the last result after ``timeout``."""
-    give_up = time.monotonic() + timeout
-    while True:
-        last = await probe()
-        if done(last):
-            return last
-        if time.monotonic() > give_up:
-            raise TimeoutError(f"not reached in {timeout}s; last: {last}")
-        await asyncio.sleep(0.1)
-
-
-def state_probe(c: httpx.AsyncClient, job_id: str, headers: dict[str, str] = ALICE):  # type: ignore[no-untyped-def]
-    async def probe() -> dict[str, Any]:
-        r = await c.get(f"/v1/jobs/{job_id}", headers=headers)
-        return r.json() if r.status_code == 200 else {"status": f"http {r.status_code}"}
-
-    return probe
-
-
-def finished(s: dict[str, Any]) -> bool:
-    return s.get("status") in ("succeeded", "failed", "cancelled")
 
 
 async def test_a_job_read_while_it_runs_and_after_it_ended(
