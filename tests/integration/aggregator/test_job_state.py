@@ -158,3 +158,45 @@ async def test_job_state_topic_and_a_changelog_that_does_not_grow_with_tokens(
             )
             last = [r for r, _v in public.items if r.key == job.encode()][-1]
         assert orjson.loads(last.value or b"") == state
+
+
+async def test_clean_removes_finished_jobs_and_leaves_tombstones(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    settings = with_aggregator_port(make_settings(state_store="rocksdb://"))
+    with (
+        aggregator_process(settings, tmp_path),
+        running(settings, ["ingest", "gateway", "worker"]) as base,
+    ):
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            done = [await submit(c, max_tokens=3) for _ in range(3)]
+            for job in done:
+                await until(state_probe(c, job), finished)
+            slow = await submit(c, max_tokens=400, provider_options={"tokens_per_s": 40})
+            await until(state_probe(c, slow), lambda s: s["status"] == "running")
+
+            r = await c.post("/v1/admin/clean", params={"older_than": "0"}, headers=ALICE)
+            assert r.status_code == 403
+            r = await c.post("/v1/admin/clean", params={"older_than": "soon"}, headers=ADMIN)
+            assert (r.status_code, r.json()["error"]["field"]) == (422, "older_than")
+            r = await c.post("/v1/admin/clean", params={"older_than": "1h"}, headers=ADMIN)
+            assert r.json() == {"removed": 0, "older_than_s": 3600.0}
+            r = await c.post("/v1/admin/clean", params={"older_than": "0"}, headers=ADMIN)
+            assert r.json()["removed"] == 3
+            for job in done:
+                assert (await c.get(f"/v1/jobs/{job}", headers=ALICE)).status_code == 404
+            assert (await c.get(f"/v1/jobs/{slow}", headers=ALICE)).json()["status"] == "running"
+            listed = await c.get("/v1/jobs", headers=ALICE)
+            assert [j["job_id"] for j in listed.json()["jobs"]] == [slow]
+
+        async with TopicReader(
+            settings.kafka_bootstrap,
+            settings.topics.job_state,
+            settings.topic_partitions,
+            lambda raw: raw,
+        ) as public:
+            keys = {j.encode() for j in done}
+            await public.until(
+                lambda _: keys <= {r.key for r, v in public.items if v is None},
+                what="a tombstone for each cleaned job",
+            )
