@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from bench import worker_scheduling
+from bench import aggregator_drain, job_state, worker_scheduling
 
 
 def main() -> None:
     worker_scheduling.main()
+    job_state.main()
+    aggregator_drain.main()
 
 
 if __name__ == "__main__":
