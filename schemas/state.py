@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import ErrorKind, Usage
+from schemas.events import ErrorKind, Queued, Usage
 from schemas.jobs import Priority
 
 
@@ -73,6 +73,24 @@ class JobState(BaseModel):
         default=None, description="Offset of the current attempt's first event (resume cursor)."
     )
     updated_at: int = Field(description="`ts` of the last event applied (µs).")
+
+    @classmethod
+    def queued(cls, event: Queued, partition: int | None) -> JobState:
+        """The state of a job that has only been submitted."""
+        return cls(
+            job_id=event.job_id,
+            tenant=event.tenant,
+            status=JobStatus.QUEUED,
+            priority=event.priority,
+            model=event.model,
+            provider=event.provider,
+            batch_id=event.batch_id,
+            estimated_cost_usd=event.estimated_cost_usd,
+            submissions=event.seq,
+            queued_at=event.ts,
+            partition=partition,
+            updated_at=event.ts,
+        )
 
 
 class StatusCounts(BaseModel):

@@ -42,6 +42,8 @@ from services.core.settings import Settings
 log = logging.getLogger(__name__)
 
 RETENTION_SWEEP_S = 60.0
+_APPLIED = AGGREGATOR_EVENTS.labels("applied")
+_DUPLICATE = AGGREGATOR_EVENTS.labels("duplicate")
 
 
 class Aggregator:
@@ -176,11 +178,9 @@ class Aggregator:
                 await self._dead_letter(message, exc)
                 continue
             outcome = self.states.apply(ev, message.partition, message.offset)
-            AGGREGATOR_EVENTS.labels("applied" if outcome.changed else "duplicate").inc()
-            if not outcome.changed:
-                continue
-            self.index.put(message.partition, outcome.state)
-            if outcome.store:
+            (_APPLIED if outcome.changed else _DUPLICATE).inc()
+            if outcome.store:  # every change a brief shows is a lifecycle change, stored
+                self.index.put(message.partition, outcome.state)
                 await self._store(outcome.state)
 
     async def _store(self, state: JobState) -> None:

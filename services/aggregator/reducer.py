@@ -96,27 +96,18 @@ def reduce(
 
 
 def _queued(state: JobState | None, event: Queued, partition: int | None) -> JobState:
-    fields: dict[str, Any] = {
-        "status": JobStatus.QUEUED,
-        "priority": event.priority,
-        "model": event.model,
-        "provider": event.provider,
-        "batch_id": event.batch_id,
-        "estimated_cost_usd": event.estimated_cost_usd,
-        "submissions": event.seq,
-        "queued_at": event.ts,
-        "partition": partition,
-    }
+    fresh = JobState.queued(event, partition)
     if state is None:
-        return JobState(job_id=event.job_id, tenant=event.tenant, updated_at=event.ts, **fields)
-    if not state.status.finished:
-        # Seen after the job ran (an earlier `queued` was missed): keep the run's status.
-        fields["status"] = state.status
-    else:
-        fields |= _RESET_ON_RESUBMIT
+        return fresh
+    fields: dict[str, Any] = fresh.model_dump(
+        include={"priority", "model", "provider", "batch_id", "estimated_cost_usd"}
+    ) | {"submissions": event.seq, "queued_at": event.ts}
+    if state.status.finished:
+        fields |= _RESET_ON_RESUBMIT | {"status": JobStatus.QUEUED}
+    # else: seen after the job ran (an earlier `queued` was missed): keep the run's status.
     fields["updated_at"] = max(state.updated_at, event.ts)
-    if partition is None:
-        fields["partition"] = state.partition
+    if partition is not None:
+        fields["partition"] = partition
     return state.model_copy(update=fields)
 
 

@@ -5,6 +5,9 @@
 ``GET /v1/batches/{id}``, ``GET /v1/queues`` (with the workers' consumer lag from
 the broker) and ``POST /v1/admin/clean``. A user sees only their tenant's jobs
 and batches: another tenant's is a 404, never a 403, so ids cannot be probed.
+
+A job the aggregator has not reached yet (it lags under load) is looked up on
+the tokens topic: an accepted job never reads as 404, it reads as queued.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from schemas.events import Queued
 from schemas.jobs import Priority
 from schemas.state import JobState, JobStatus
 from services.core.auth import Principal, Role
 from services.core.errors import ApiError, KafkaError
 from services.core.http import JsonResponse
+from services.core.job_log import TopicPartitions, find_job
 from services.core.runtime import Runtime
 
 RESULT_FIELDS = (
@@ -83,8 +88,20 @@ Caller = Callable[[Request], Awaitable[Principal]]
 
 
 def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
+    tokens = rt.settings.topics.tokens
+    partitions = TopicPartitions(rt.admin)
+
+    async def submitted(job_id: str) -> JobState | None:
+        """A job the aggregator has not reached yet, as its ``queued`` event says."""
+        located = await find_job(
+            rt.settings.kafka_bootstrap, tokens, await partitions.count(tokens), job_id
+        )
+        if located is None or not isinstance(located.first, Queued):
+            return None
+        return JobState.queued(located.first, located.partition)
+
     async def readable_job(job_id: str, who: Principal) -> JobState:
-        state = await rt.state.job(job_id)
+        state = await rt.state.job(job_id) or await submitted(job_id)
         if state is None or not who.may_read(state.tenant):
             raise ApiError(404, "not_found", f"no job {job_id}", "job_id")
         return state

@@ -200,3 +200,27 @@ async def test_clean_removes_finished_jobs_and_leaves_tombstones(
                 lambda _: keys <= {r.key for r, v in public.items if v is None},
                 what="a tombstone for each cleaned job",
             )
+
+
+async def test_an_accepted_job_the_aggregator_has_not_reached_reads_as_queued(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """An aggregator that lags (here: one that reads other topics) never turns a job into a 404."""
+    settings = with_aggregator_port(make_settings(state_store="memory://"))
+    elsewhere = settings.model_copy(update={"topic_prefix": settings.topic_prefix + "x"})
+    with (
+        aggregator_process(elsewhere, tmp_path),
+        running(settings, ["ingest", "gateway"], ready_path="/healthz") as base,
+    ):
+        async with httpx.AsyncClient(base_url=base, timeout=10) as c:
+            job = await submit(c, max_tokens=3, priority="low")
+            r = await c.get(f"/v1/jobs/{job}", headers=ALICE)
+            assert r.status_code == 200, r.text
+            state = r.json()
+            assert (state["job_id"], state["status"], state["priority"]) == (job, "queued", "low")
+            assert state["queued_at"] is not None and state["partition"] is not None
+            assert (await c.get(f"/v1/jobs/{job}/result", headers=ALICE)).status_code == 409
+            assert (await c.get(f"/v1/jobs/{job}", headers=BOB)).status_code == 404
+            assert (
+                await c.get("/v1/jobs/01a20000-0000-7000-8000-000000000000", headers=ALICE)
+            ).status_code == 404
