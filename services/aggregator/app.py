@@ -53,7 +53,10 @@ class Aggregator:
         self.settings = settings
         topics = settings.topics
         scheme = transport.register()
-        url = f"http://{settings.aggregator_host}:{settings.aggregator_port}"
+        url = (
+            settings.aggregator_advertised_url
+            or f"http://{settings.aggregator_host}:{settings.aggregator_port}"
+        )
         datadir = (settings.data_dir / "aggregator" / instance).resolve()
         datadir.parent.mkdir(parents=True, exist_ok=True)
         self.app = faust.App(
@@ -89,8 +92,8 @@ class Aggregator:
         self.batch_flags = self.app.Table("batch-flags", **tables, **raw)
         self.states = JobStates(self._load, settings.state_tick_s)
         self.index = JobIndex()
-        # Set on every rebalance, cleared once Faust has recovered the tables for the
-        # new assignment (``on_rebalance_complete``): only then is the table whole.
+        # False from a rebalance until Faust has recovered the tables of the new
+        # assignment (``on_rebalance_complete``): only then is the table whole.
         self._settled = False
         self._assignment_changed = True
         self._revoked: set[int] = set()

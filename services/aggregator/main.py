@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 
 import faust
 
@@ -20,7 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def build(settings: Settings) -> Aggregator:
-    agg = Aggregator(settings, instance=f"{settings.aggregator_host}-{settings.aggregator_port}")
+    instance = settings.aggregator_instance or f"{socket.gethostname()}-{settings.aggregator_port}"
+    agg = Aggregator(settings, instance=instance)
     register(agg)
     return agg
 

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
     aggregator_url: str = "http://127.0.0.1:6066"
     aggregator_host: str = "127.0.0.1"
     aggregator_port: int = 6066
+    aggregator_instance: str | None = Field(
+        default=None, description="Static group member name; default <hostname>-<port>."
+    )
+    aggregator_advertised_url: str | None = Field(
+        default=None, description="How other instances reach this one; default http://host:port."
+    )
     aggregator_session_timeout_s: float = Field(default=10.0, ge=6.0)
     state_store: str = Field(default="rocksdb://", pattern=r"^(memory|rocksdb)://")
     state_retention: float = Field(default=7 * 24 * 3600.0, gt=0, description="Seconds.")
