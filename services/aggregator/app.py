@@ -92,6 +92,8 @@ class Aggregator:
         self.batch_flags = self.app.Table("batch-flags", **tables, **raw)
         self.states = JobStates(self._load, settings.state_tick_s)
         self.index = JobIndex()
+        self.applied: dict[int, int] = {}
+        """Per partition, the offset of the last event this instance applied."""
         # False from a rebalance until Faust has recovered the tables of the new
         # assignment (``on_rebalance_complete``): only then is the table whole.
         self._settled = False
@@ -116,6 +118,20 @@ class Aggregator:
     def active_partitions(self) -> set[int]:
         topic = self.tokens.get_topic_name()
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
+
+    def reached(self) -> dict[int, int]:
+        """Per owned partition, the last offset known applied: by this run, or committed
+        before it (Faust keeps the committed offsets it sought to on assignment)."""
+        topic = self.tokens.get_topic_name()
+        committed = getattr(self.app.consumer, "_committed_offset", {})
+        out = {
+            tp.partition: offset - 1
+            for tp, offset in committed.items()
+            if tp.topic == topic and offset is not None
+        }
+        for p, offset in self.applied.items():
+            out[p] = max(out.get(p, -1), offset)
+        return out
 
     def ready(self) -> bool:
         """Partitions assigned and their tables recovered: reads are whole."""
@@ -146,6 +162,7 @@ class Aggregator:
             self.states.forget(gone)
             for p in gone:
                 self.index.drop(p)
+                self.applied.pop(p, None)
             log.info("partitions %s revoked", sorted(gone))
         new = actives - self.index.partitions
         self._assignment_changed = False
@@ -181,6 +198,7 @@ class Aggregator:
                 await self._dead_letter(message, exc)
                 continue
             outcome = self.states.apply(ev, message.partition, message.offset)
+            self.applied[message.partition] = message.offset
             (_APPLIED if outcome.changed else _DUPLICATE).inc()
             if outcome.store:  # every change a brief shows is a lifecycle change, stored
                 self.index.put(message.partition, outcome.state)

@@ -189,7 +189,17 @@ def _register_reads(agg: Aggregator, parts: Parts) -> None:
                 return _error(self, 503, "not_ready", "partitions are being recovered")
             state = agg.job(job_id)
             if state is None:
-                return _error(self, 404, "not_found", f"no job {job_id}", "job_id")
+                # How far this instance has read, so a caller can tell a job it has
+                # not reached yet from one that is gone.
+                body = {
+                    "error": {
+                        "code": "not_found",
+                        "message": f"no job {job_id}",
+                        "field": "job_id",
+                    },
+                    "applied": {str(p): o for p, o in agg.reached().items()},
+                }
+                return _json(self, body, 404)
             return self.bytes(encode_state(state), content_type="application/json")
 
     @app.page("/jobs")

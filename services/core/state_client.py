@@ -8,6 +8,7 @@ turns transport failures into ``StateUnavailableError`` (a 503 to clients).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -22,6 +23,17 @@ TIMEOUT_S = 5.0
 class StateUnavailableError(ApiError):
     def __init__(self, message: str) -> None:
         super().__init__(503, "state_unavailable", message)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    state: JobState | None
+    applied: dict[int, int]
+    """When there is no state: per partition, the last offset the aggregator applied."""
+
+    def reached(self, partition: int, offset: int) -> bool:
+        """Whether the aggregator has applied the event at ``offset`` of ``partition``."""
+        return self.applied.get(partition, -1) >= offset
 
 
 class StateClient:
@@ -52,10 +64,15 @@ class StateClient:
         return r
 
     async def job(self, job_id: str) -> JobState | None:
+        return (await self.lookup(job_id)).state
+
+    async def lookup(self, job_id: str) -> Lookup:
+        """The job's state, or how far the aggregator has read the job's partition."""
         r = await self._get(f"/jobs/{job_id}")
         if r.status_code == 404:
-            return None
-        return JobState.model_validate_json(r.content)
+            applied = r.json().get("applied", {})
+            return Lookup(None, {int(p): int(o) for p, o in applied.items()})
+        return Lookup(JobState.model_validate_json(r.content), {})
 
     async def jobs(
         self,

@@ -26,6 +26,7 @@ from services.core.errors import ApiError, KafkaError
 from services.core.http import JsonResponse
 from services.core.job_log import TopicPartitions, find_job
 from services.core.runtime import Runtime
+from services.core.state_client import Lookup
 
 RESULT_FIELDS = (
     "job_id",
@@ -91,17 +92,23 @@ def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
     tokens = rt.settings.topics.tokens
     partitions = TopicPartitions(rt.admin)
 
-    async def submitted(job_id: str) -> JobState | None:
-        """A job the aggregator has not reached yet, as its ``queued`` event says."""
+    async def not_reached(job_id: str, lookup: Lookup) -> JobState | None:
+        """A job the aggregator has not reached yet, as its ``queued`` event says.
+
+        A job it has passed and does not hold was removed (retention, clean): gone.
+        """
         located = await find_job(
             rt.settings.kafka_bootstrap, tokens, await partitions.count(tokens), job_id
         )
         if located is None or not isinstance(located.first, Queued):
             return None
+        if lookup.reached(located.partition, located.first_offset):
+            return None
         return JobState.queued(located.first, located.partition)
 
     async def readable_job(job_id: str, who: Principal) -> JobState:
-        state = await rt.state.job(job_id) or await submitted(job_id)
+        lookup = await rt.state.lookup(job_id)
+        state = lookup.state or await not_reached(job_id, lookup)
         if state is None or not who.may_read(state.tenant):
             raise ApiError(404, "not_found", f"no job {job_id}", "job_id")
         return state
