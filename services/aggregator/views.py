@@ -36,6 +36,7 @@ from services.aggregator.index import (
     summarize_queues,
 )
 from services.aggregator.processor import encode_state
+from services.core.http import error_body
 from services.core.ids import now_us
 
 log = logging.getLogger(__name__)
@@ -55,10 +56,7 @@ def _json(view: View, body: Any, status: int = 200) -> Response:
 
 
 def _error(view: View, status: int, code: str, message: str, field: str | None = None) -> Response:
-    err: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        err["field"] = field
-    return _json(view, {"error": err}, status)
+    return _json(view, error_body(code, message, field), status)
 
 
 class Parts:
@@ -191,13 +189,8 @@ def _register_reads(agg: Aggregator, parts: Parts) -> None:
             if state is None:
                 # How far this instance has read, so a caller can tell a job it has
                 # not reached yet from one that is gone.
-                body = {
-                    "error": {
-                        "code": "not_found",
-                        "message": f"no job {job_id}",
-                        "field": "job_id",
-                    },
-                    "applied": {str(p): o for p, o in agg.reached().items()},
+                body = error_body("not_found", f"no job {job_id}", "job_id") | {
+                    "applied": {str(p): o for p, o in agg.reached().items()}
                 }
                 return _json(self, body, 404)
             return self.bytes(encode_state(state), content_type="application/json")
