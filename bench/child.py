@@ -22,6 +22,7 @@ from typing import Self
 import httpx
 
 from services.core.settings import Settings
+from services.core.settings import settings_env as core_settings_env
 
 POLL_S = 0.05
 PASSED_ON = (
@@ -40,13 +41,7 @@ _LEVEL = re.compile(r"^\S+ (WARNING|ERROR|CRITICAL)\s+(\S+): (.*)$")
 
 
 def settings_env(settings: Settings, data_dir: Path) -> dict[str, str]:
-    out = {"TOKENRELAY_DATA_DIR": str(data_dir)}
-    for name in PASSED_ON:
-        value = getattr(settings, name)
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        out[f"TOKENRELAY_{name.upper()}"] = str(value)
-    return out
+    return {"TOKENRELAY_DATA_DIR": str(data_dir), **core_settings_env(settings, PASSED_ON)}
 
 
 @dataclass

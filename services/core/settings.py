@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
 
@@ -96,6 +97,17 @@ class Settings(BaseSettings):
     @cached_property
     def topics(self) -> Topics:
         return Topics(self.topic_prefix)
+
+
+def settings_env(settings: Settings, names: Iterable[str]) -> dict[str, str]:
+    """``TOKENRELAY_*`` variables that give a child process these settings' values."""
+    out = {}
+    for name in names:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        out[f"TOKENRELAY_{name.upper()}"] = str(value)
+    return out
 
 
 class Topics:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from services.core.settings import Settings
+from services.core.settings import settings_env as core_settings_env
 from tests.support.broker import free_port
 from tests.support.stack import running
 
@@ -39,13 +40,7 @@ PASSED_ON = (
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    out = {}
-    for name in PASSED_ON:
-        value = getattr(settings, name)
-        if hasattr(value, "get_secret_value"):
-            value = value.get_secret_value()
-        out[f"TOKENRELAY_{name.upper()}"] = str(value)
-    return out
+    return core_settings_env(settings, PASSED_ON)
 
 
 @dataclass
