@@ -10,6 +10,7 @@ import httpx
 
 from services.core.settings import Settings
 from tests.support.broker import free_port
+from tests.support.stack import running
 from tests.support.workers import ChildProcess, child_process, settings_env
 
 
@@ -34,6 +35,17 @@ def aggregator_process(
     }
     with child_process(name, ["aggregator"], env, log_dir, port) as child:
         yield child
+
+
+@contextmanager
+def stack_with_aggregator(settings: Settings, log_dir: Path) -> Iterator[str]:
+    """An aggregator process and, in this process, ingest + gateway + a worker reading
+    from it; yields the public face's base URL. ``settings`` need an aggregator port."""
+    with (
+        aggregator_process(settings, log_dir),
+        running(settings, ["ingest", "gateway", "worker"]) as base,
+    ):
+        yield base
 
 
 def get_state(url: str, job_id: str) -> dict[str, object] | None:

@@ -11,10 +11,12 @@ import pytest
 
 from services.core.settings import Settings
 from tests.conftest import ALICE, BOB
-from tests.support.aggregators import aggregator_process, with_aggregator_port
+from tests.support.aggregators import (
+    stack_with_aggregator,
+    with_aggregator_port,
+)
 from tests.support.jobs import submit
 from tests.support.polling import finished, state_probe, until
-from tests.support.stack import running
 
 pytestmark = pytest.mark.kafka
 
@@ -55,10 +57,7 @@ async def test_a_batch_runs_to_100_percent_through_pause_and_resume(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = with_aggregator_port(make_settings(state_store="memory://", worker_concurrency=4))
-    with (
-        aggregator_process(settings, tmp_path),
-        running(settings, ["ingest", "gateway", "worker"]) as base,
-    ):
+    with stack_with_aggregator(settings, tmp_path) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as c:
             batch = await new_batch(c, tokens_per_s=200)
             probe = batch_probe(c, batch)
@@ -104,10 +103,7 @@ async def test_cancelling_a_batch_ends_every_unfinished_job(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = with_aggregator_port(make_settings(state_store="memory://", worker_concurrency=4))
-    with (
-        aggregator_process(settings, tmp_path),
-        running(settings, ["ingest", "gateway", "worker"]) as base,
-    ):
+    with stack_with_aggregator(settings, tmp_path) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as c:
             batch = await new_batch(c, tokens_per_s=100)
             probe = batch_probe(c, batch)

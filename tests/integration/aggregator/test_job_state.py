@@ -12,7 +12,11 @@ import pytest
 
 from services.core.settings import Settings
 from tests.conftest import ADMIN, ALICE, BOB
-from tests.support.aggregators import aggregator_process, with_aggregator_port
+from tests.support.aggregators import (
+    aggregator_process,
+    stack_with_aggregator,
+    with_aggregator_port,
+)
 from tests.support.jobs import submit
 from tests.support.polling import finished, state_probe, until
 from tests.support.stack import running
@@ -25,10 +29,7 @@ async def test_a_job_read_while_it_runs_and_after_it_ended(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = with_aggregator_port(make_settings(state_store="memory://"))
-    with (
-        aggregator_process(settings, tmp_path),
-        running(settings, ["ingest", "gateway", "worker"]) as base,
-    ):
+    with stack_with_aggregator(settings, tmp_path) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
             slow = await submit(c, max_tokens=80, provider_options={"tokens_per_s": 40})
             running_state = await until(
@@ -68,10 +69,7 @@ async def test_lists_page_newest_first_and_only_the_callers_jobs(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = with_aggregator_port(make_settings(state_store="memory://"))
-    with (
-        aggregator_process(settings, tmp_path),
-        running(settings, ["ingest", "gateway", "worker"]) as base,
-    ):
+    with stack_with_aggregator(settings, tmp_path) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
             mine = [await submit(c, max_tokens=3, priority="high") for _ in range(7)]
             theirs = [await submit(c, headers=BOB, max_tokens=3) for _ in range(3)]
@@ -119,10 +117,7 @@ async def test_job_state_topic_and_a_changelog_that_does_not_grow_with_tokens(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = with_aggregator_port(make_settings(state_store="memory://"))
-    with (
-        aggregator_process(settings, tmp_path),
-        running(settings, ["ingest", "gateway", "worker"]) as base,
-    ):
+    with stack_with_aggregator(settings, tmp_path) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
             job = await submit(c, max_tokens=2000, provider_options={"tokens_per_s": 1000})
             state = await until(state_probe(c, job), finished)
@@ -164,10 +159,7 @@ async def test_clean_removes_finished_jobs_and_leaves_tombstones(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = with_aggregator_port(make_settings(state_store="rocksdb://"))
-    with (
-        aggregator_process(settings, tmp_path),
-        running(settings, ["ingest", "gateway", "worker"]) as base,
-    ):
+    with stack_with_aggregator(settings, tmp_path) as base:
         async with httpx.AsyncClient(base_url=base, timeout=10) as c:
             done = [await submit(c, max_tokens=3) for _ in range(3)]
             for job in done:
