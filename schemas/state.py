@@ -70,12 +70,16 @@ class JobState(BaseModel):
     cancelled_by: str | None = None
     partition: int | None = Field(default=None, description="Partition of the job's events.")
     attempt_start_offset: int | None = Field(
-        default=None, description="Offset of the current attempt's first event (resume cursor)."
+        default=None,
+        description=(
+            "Where a watcher without a cursor starts: the offset of the submission's `queued`"
+            " event while its first attempt runs, else of the current attempt's first event."
+        ),
     )
     updated_at: int = Field(description="`ts` of the last event applied (µs).")
 
     @classmethod
-    def queued(cls, event: Queued, partition: int | None) -> JobState:
+    def queued(cls, event: Queued, partition: int | None, offset: int | None = None) -> JobState:
         """The state of a job that has only been submitted."""
         return cls(
             job_id=event.job_id,
@@ -89,6 +93,7 @@ class JobState(BaseModel):
             submissions=event.seq,
             queued_at=event.ts,
             partition=partition,
+            attempt_start_offset=offset,
             updated_at=event.ts,
         )
 

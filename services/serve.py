@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -120,6 +121,7 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
             await rt.state.close()
 
     app = FastAPI(title="tokenrelay", lifespan=lifespan, default_response_class=JsonResponse)
+    app.state.drains = [part.drain for part in parts if part.drain is not None]
     install_error_handlers(app)
     for part in parts:
         if part.router is not None:
@@ -131,6 +133,21 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
     app.include_router(health_router(checks))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that ends the parts' long-lived streams before it waits for them.
+
+    uvicorn's shutdown waits for open connections to finish; an event stream
+    never does on its own. Ending the streams first lets their clients resume on
+    another process at once instead of after ``timeout_graceful_shutdown``.
+    """
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        app = self.config.app
+        for drain in getattr(getattr(app, "state", None), "drains", []):
+            await drain()
+        await super().shutdown(sockets)
 
 
 def serve(settings: Settings, names: list[str], port: int | None = None) -> None:
@@ -145,7 +162,7 @@ def serve(settings: Settings, names: list[str], port: int | None = None) -> None
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
-    uvicorn.Server(config).run()
+    DrainingServer(config).run()
 
 
 @contextmanager
@@ -165,7 +182,7 @@ def serving_in_thread(
         access_log=False,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
+    server = DrainingServer(config)
     thread = threading.Thread(target=server.run, name=f"stack-{port}", daemon=True)
     thread.start()
     base = f"http://127.0.0.1:{port}"

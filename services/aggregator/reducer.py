@@ -12,6 +12,10 @@ nothing. So any history with any duplicates reduces to the same state.
   higher submission number and puts the job back in the queue.
 * ``token_count`` is the highest ``index`` seen and, at the end, the terminal
   event's own count: the state is exact even if some progress was never stored.
+* ``attempt_start_offset`` is where a watcher without a cursor starts: the
+  ``queued`` event of the current submission while its first attempt runs
+  (so a late watcher sees what an early one saw), else the current attempt's
+  first event.
 """
 
 from __future__ import annotations
@@ -78,16 +82,17 @@ def reduce(
         assert state is not None
         return state
     if isinstance(event, Queued):
-        return _queued(state, event, partition)
+        return _queued(state, event, partition, offset)
     if state is None:
         state = _unseen(event, partition)
     elif state.status.finished:
         return state
     changes: dict[str, Any] = {"seq": event.seq, "updated_at": max(state.updated_at, event.ts)}
     if event.attempt > state.attempt:
+        first_run = state.status is JobStatus.QUEUED and state.attempt_start_offset is not None
         changes |= _RESET_ON_NEW_ATTEMPT | {
             "attempt": event.attempt,
-            "attempt_start_offset": offset,
+            "attempt_start_offset": state.attempt_start_offset if first_run else offset,
         }
     changes |= _apply(state, event)
     if partition is not None:
@@ -95,15 +100,17 @@ def reduce(
     return state.model_copy(update=changes)
 
 
-def _queued(state: JobState | None, event: Queued, partition: int | None) -> JobState:
-    fresh = JobState.queued(event, partition)
+def _queued(
+    state: JobState | None, event: Queued, partition: int | None, offset: int | None
+) -> JobState:
+    fresh = JobState.queued(event, partition, offset)
     if state is None:
         return fresh
     fields: dict[str, Any] = fresh.model_dump(
         include={"priority", "model", "provider", "batch_id", "estimated_cost_usd"}
     ) | {"submissions": event.seq, "queued_at": event.ts}
     if state.status.finished:
-        fields |= _RESET_ON_RESUBMIT | {"status": JobStatus.QUEUED}
+        fields |= _RESET_ON_RESUBMIT | {"status": JobStatus.QUEUED, "attempt_start_offset": offset}
     # else: seen after the job ran (an earlier `queued` was missed): keep the run's status.
     fields["updated_at"] = max(state.updated_at, event.ts)
     if partition is not None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from fastapi import Request
 
 from services.core.auth import (
@@ -50,6 +52,10 @@ class Access:
 
     def principal(self, request: Request) -> Principal:
         """The caller of a ``/v1`` request: ``Authorization: Bearer`` or ``X-API-Key``."""
-        auth = request.headers.get("authorization", "")
+        return self.from_headers(request.headers)
+
+    def from_headers(self, headers: Mapping[str, str]) -> Principal:
+        """The caller named by ``Authorization: Bearer`` or ``X-API-Key`` (a websocket's too)."""
+        auth = headers.get("authorization", "")
         key = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-        return self.from_key(key or request.headers.get("x-api-key"))
+        return self.from_key(key or headers.get("x-api-key"))

@@ -1,23 +1,21 @@
-"""Read one job's events from ``tokenrelay.tokens``, from its first event or after a cursor.
+"""Find a job's first event on ``tokenrelay.tokens`` without scanning its partition.
 
 The job's partition follows from its id (murmur2, as every producer uses), and
 its first event from the time in its UUIDv7 id (``offsets_for_times``): a
-bounded seek, no scan of the partition from its start. Each reader is a
-short-lived consumer outside any group; it ends after the job's terminal
-event and drops duplicates by ``(attempt, seq)``.
+bounded seek. ``locate`` works on any group-less consumer, so the gateway can
+use its pooled replay readers; ``find_job`` makes a short-lived one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from schemas.events import TERMINAL_EVENT_TYPES, JobEvent
-from services.core.errors import ApiError, DecodeError
+from schemas.events import JobEvent
+from services.core.errors import ApiError
 from services.core.ids import job_id_ms
-from services.core.kafka import Admin, Consumer, Record
+from services.core.kafka import Admin, Consumer
 from services.core.partitioner import partition_for
 from services.core.serde import decode_event
 
@@ -36,83 +34,33 @@ class Located:
     first_raw: bytes
 
 
-class JobEventReader:
-    def __init__(self, bootstrap: str, topic: str, partitions: int, job_id: str) -> None:
-        self.topic = topic
-        self.job_id = job_id
-        self.key = job_id.encode()
-        self.partition = partition_for(job_id, partitions)
-        self._pending: list[Record] = []
-        self._consumer = Consumer(
-            bootstrap, f"tokenrelay-reader-{job_id}", **{"enable.partition.eof": False}
-        )
+async def locate(
+    consumer: Consumer, topic: str, partitions: int, job_id: str, deadline_s: float = 10.0
+) -> Located | None:
+    """The job's first event, or None if the job is not on its partition.
 
-    async def __aenter__(self) -> JobEventReader:
-        await self._consumer.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._consumer.close()
-
-    async def locate(self, deadline_s: float = 10.0) -> Located | None:
-        """The job's first event, or None if the job is not on its partition.
-
-        The job's ``queued`` event was confirmed before anyone learned its id, so it
-        lies below the high watermark taken now: reading up to there settles it.
-        """
-        ms = job_id_ms(self.job_id)
-        if ms is None:
-            return None
-        start = await self._consumer.offset_for_time(
-            self.topic, self.partition, ms - SEEK_MARGIN_MS
-        )
-        if start is None:
-            return None
-        _, high = await self._consumer.watermarks(self.topic, self.partition)
-        await self._consumer.assign([(self.topic, self.partition, start)])
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + deadline_s
-        while loop.time() < give_up:
-            batch = await self._consumer.poll(500, 0.2)
-            for i, rec in enumerate(batch):
-                if rec.key == self.key and rec.value is not None:
-                    self._pending = batch[i + 1 :]
-                    return Located(
-                        self.partition, start, decode_event(rec.value), rec.offset, rec.value
-                    )
-            if await self._consumer.position(self.topic, self.partition) >= high:
-                return None
+    The job's ``queued`` event was confirmed before anyone learned its id, so it
+    lies below the high watermark taken now: reading up to there settles it.
+    """
+    ms = job_id_ms(job_id)
+    if ms is None:
         return None
-
-    async def events(
-        self, located: Located, after: int | None
-    ) -> AsyncIterator[tuple[int, JobEvent, bytes]]:
-        """(offset, event, raw JSON) of the job from its first event, or after offset ``after``."""
-        seen: set[tuple[int, int]] = set()
-        if after is None or after < located.first_offset:
-            first = located.first
-            seen.add((first.attempt, first.seq))
-            yield located.first_offset, first, located.first_raw
-            if first.type in TERMINAL_EVENT_TYPES:
-                return
-        while True:
-            batch, self._pending = self._pending or await self._consumer.poll(500, 0.25), []
-            for rec in batch:
-                if rec.key != self.key or rec.value is None or rec.offset <= located.first_offset:
-                    continue
-                try:
-                    event = decode_event(rec.value)
-                except DecodeError:
-                    log.exception("undecodable event at %s for job %s", rec.where(), self.job_id)
-                    continue
-                ident = (event.attempt, event.seq)
-                if ident in seen:
-                    continue
-                seen.add(ident)
-                if after is None or rec.offset > after:
-                    yield rec.offset, event, rec.value
-                if event.type in TERMINAL_EVENT_TYPES:
-                    return
+    key = job_id.encode()
+    partition = partition_for(job_id, partitions)
+    start = await consumer.offset_for_time(topic, partition, ms - SEEK_MARGIN_MS)
+    if start is None:
+        return None
+    _, high = await consumer.watermarks(topic, partition)
+    await consumer.assign([(topic, partition, start)])
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + deadline_s
+    while loop.time() < give_up:
+        for rec in await consumer.poll(500, 0.2):
+            if rec.key == key and rec.value is not None and rec.partition == partition:
+                return Located(partition, start, decode_event(rec.value), rec.offset, rec.value)
+        if await consumer.position(topic, partition) >= high:
+            return None
+    return None
 
 
 class TopicPartitions:
@@ -131,7 +79,12 @@ class TopicPartitions:
         return self._known[topic]
 
 
+def reader(bootstrap: str, purpose: str) -> Consumer:
+    """A group-less consumer for reading positions it is assigned (it never commits)."""
+    return Consumer(bootstrap, f"tokenrelay-reader-{purpose}", **{"enable.partition.eof": False})
+
+
 async def find_job(bootstrap: str, topic: str, partitions: int, job_id: str) -> Located | None:
     """The job's first event (which names its tenant), or None if there is no such job."""
-    async with JobEventReader(bootstrap, topic, partitions, job_id) as reader:
-        return await reader.locate()
+    async with reader(bootstrap, job_id) as consumer:
+        return await locate(consumer, topic, partitions, job_id)

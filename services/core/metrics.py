@@ -18,8 +18,22 @@ JOBS_RUNNING = Gauge("tokenrelay_jobs_running", "Jobs in flight in this worker p
 TOKENS_PRODUCED = Counter(
     "tokenrelay_tokens_produced_total", "Token events a worker published", ["provider"]
 )
-STREAMS_OPEN = Gauge("tokenrelay_streams_open", "Open SSE and websocket streams")
+STREAMS_OPEN = Gauge("tokenrelay_streams_open", "Open event streams", ["transport"])
 EVENTS_SENT = Counter("tokenrelay_stream_events_sent_total", "Events written to streams")
+STREAMS_ENDED = Counter(
+    "tokenrelay_streams_ended_total", "Streams that ended, by how", ["transport", "outcome"]
+)
+STREAM_SLOW_CLIENTS_CUT = Counter(
+    "tokenrelay_stream_slow_clients_cut_total",
+    "Streams cut off because their client stopped reading",
+)
+STREAM_REPLAY_READS = Counter(
+    "tokenrelay_stream_replay_reads_total", "Reads of a job's past events for a stream"
+)
+STREAM_CONSUMER_LAG = Gauge(
+    "tokenrelay_stream_consumer_lag",
+    "Records of the tokens topic the gateway's fan-out has not read yet",
+)
 POISON_RECORDS = Counter(
     "tokenrelay_poison_records_total", "Records that could not be decoded", ["topic"]
 )

@@ -35,4 +35,6 @@ class ServicePart:
     router: APIRouter | None = None
     start: Callable[[], Awaitable[None]] | None = None
     stop: Callable[[], Awaitable[None]] | None = None
+    drain: Callable[[], Awaitable[None]] | None = None
+    """Run when the server begins to shut down, before it waits for open connections."""
     checks: list[ReadinessCheck] = field(default_factory=list)

@@ -1,52 +1,65 @@
-"""``GET /v1/jobs/{id}/events``: a job's events as server-sent events.
+"""``GET /v1/jobs/{id}/events`` (SSE) and ``WS /v1/jobs/{id}/ws``: a job's events, live.
 
-Each event's ``id`` is its Kafka offset, so ``Last-Event-ID`` (or the
-``last_event_id`` query parameter) resumes after it with nothing twice. A
-watcher without a cursor gets the job from its first event, then live; a
-finished job replays and closes. ``?token=`` takes the stream token that
-``POST /v1/jobs`` returned, for EventSource, which cannot send headers.
+Each event's id is its Kafka offset, so ``Last-Event-ID`` (SSE header, or the
+``last_event_id`` query parameter for both) resumes after it with nothing
+twice. A watcher without a cursor gets the job's current attempt from its
+start, then live; a finished job replays and closes (SSE: after the terminal
+event; a resume from the terminal event answers 204, which tells EventSource to
+stop reconnecting; websocket: close code 1000). ``?token=`` takes the stream
+token that ``POST /v1/jobs`` returned, for clients that cannot send headers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
+from typing import Any
 
-from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi.responses import Response
+from starlette.types import Receive, Scope, Send
 
-from schemas.events import JobEvent
+from services.core.access import Access
 from services.core.auth import Principal
 from services.core.errors import ApiError
-from services.core.job_log import JobEventReader, Located, TopicPartitions
-from services.core.metrics import EVENTS_SENT, STREAMS_OPEN
+from services.core.http import JsonResponse, error_body
+from services.core.metrics import EVENTS_SENT, STREAMS_ENDED, STREAMS_OPEN
 from services.core.runtime import Runtime
-from services.gateway.sse import HEARTBEAT, frame, parse_last_event_id, retry_hint
+from services.gateway.delivery import Outcome, deliver, leave_incomplete
+from services.gateway.sse import HEARTBEAT, parse_last_event_id, retry_hint
+from services.gateway.stream_item import StreamItem
+from services.gateway.watch import JobEndedError, Plan, Watches
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 15.0
-STREAM_BUFFER = 4096
-"""Events a stream may hold for a client that reads slower than the job writes."""
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+WS_CLOSE_TIMEOUT_S = 5.0
 
-Item = tuple[int, JobEvent, bytes] | None
-"""(offset, event, raw JSON) of one event; None once the job's stream has ended."""
+
+def _caller(
+    access: Access, headers: Mapping[str, str], job_id: str, token: str | None
+) -> Principal:
+    """An API key in the headers wins; else the stream token, scoped to this job."""
+    has_key = "authorization" in headers or "x-api-key" in headers
+    if token and not has_key:
+        return access.from_stream_token(token, job_id)
+    return access.from_headers(headers)
 
 
-def make_router(rt: Runtime, heartbeat_s: float = HEARTBEAT_S) -> APIRouter:
+def _cursor(value: str | None) -> int | None:
+    try:
+        return parse_last_event_id(value)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", str(exc), "Last-Event-ID") from exc
+
+
+def make_router(rt: Runtime, watches: Watches) -> APIRouter:
     router = APIRouter(prefix="/v1")
-    topic = rt.settings.topics.tokens
-    partitions = TopicPartitions(rt.admin)
-
-    async def tokens_partitions() -> int:
-        return await partitions.count(topic)
-
-    def caller(request: Request, job_id: str, token: str | None) -> Principal:
-        has_key = "authorization" in request.headers or "x-api-key" in request.headers
-        if token and not has_key:
-            return rt.access.from_stream_token(token, job_id)
-        return rt.access.principal(request)
 
     @router.get("/jobs/{job_id}/events", response_model=None)
     async def job_events(
@@ -55,81 +68,107 @@ def make_router(rt: Runtime, heartbeat_s: float = HEARTBEAT_S) -> APIRouter:
         token: str | None = Query(default=None, max_length=500),
         last_event_id: str | None = Query(default=None, max_length=30),
         last_event_id_header: str | None = Header(default=None, alias="Last-Event-ID"),
-    ) -> StreamingResponse:
-        who = caller(request, job_id, token)
+    ) -> Response:
+        who = _caller(rt.access, request.headers, job_id, token)
+        after = _cursor(last_event_id_header or last_event_id)
         try:
-            after = parse_last_event_id(last_event_id_header or last_event_id)
-        except ValueError as exc:
-            raise ApiError(400, "invalid_request", str(exc), "Last-Event-ID") from exc
-        reader = JobEventReader(
-            rt.settings.kafka_bootstrap, topic, await tokens_partitions(), job_id
-        )
-        await reader.__aenter__()
+            plan = await watches.plan(job_id, who, after)
+        except JobEndedError:
+            return Response(status_code=204)
+        return SseStream(watches, plan)
+
+    @router.websocket("/jobs/{job_id}/ws")
+    async def job_ws(
+        websocket: WebSocket,
+        job_id: str,
+        token: str | None = Query(default=None, max_length=500),
+        last_event_id: str | None = Query(default=None, max_length=30),
+    ) -> None:
         try:
-            located = await reader.locate()
-        except BaseException:
-            await reader.__aexit__()
-            raise
-        if located is None or not who.may_read(located.first.tenant):
-            await reader.__aexit__()
-            raise ApiError(404, "not_found", f"no job {job_id}", "job_id")
-        return StreamingResponse(
-            _sse(reader, located, after, heartbeat_s),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+            who = _caller(rt.access, websocket.headers, job_id, token)
+            plan = await watches.plan(job_id, who, _cursor(last_event_id))
+        except ApiError as exc:
+            body = error_body(exc.code, exc.message, exc.field)
+            await websocket.send_denial_response(JsonResponse(body, status_code=exc.status))
+            return
+        except JobEndedError:
+            await websocket.accept()
+            await websocket.close(1000, "the job ended")
+            return
+        await websocket.accept()
+        await _serve_websocket(websocket, watches, plan)
 
     return router
 
 
-async def _pump(
-    reader: JobEventReader, located: Located, after: int | None, queue: asyncio.Queue[Item]
-) -> None:
-    async for item in reader.events(located, after):
-        await queue.put(item)
-    await queue.put(None)
+class SseStream(Response):
+    """The ASGI response of one SSE stream."""
+
+    def __init__(self, watches: Watches, plan: Plan) -> None:  # noqa: D107
+        super().__init__(status_code=200, media_type="text/event-stream")
+        self._watches = watches
+        self._plan = plan
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await send({"type": "http.response.body", "body": retry_hint(), "more_body": True})
+
+        async def write(batch: list[StreamItem]) -> None:
+            body = b"".join(item.sse for item in batch) if batch else HEARTBEAT
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+            EVENTS_SENT.inc(len(batch))
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        cut = asyncio.get_running_loop().create_future()
+        outcome = await _delivered("sse", self._plan, self._watches, write, disconnected(), cut)
+        if outcome is Outcome.ENDED:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        elif outcome is not Outcome.GONE:
+            leave_incomplete()  # the connection closes without the last chunk: the client resumes
 
 
-async def _sse(
-    reader: JobEventReader, located: Located, after: int | None, heartbeat_s: float
-) -> AsyncIterator[bytes]:
-    """SSE bytes: the retry hint, then events (several per write when they arrive together)."""
-    queue: asyncio.Queue[Item] = asyncio.Queue(STREAM_BUFFER)
-    pump = asyncio.create_task(_pump(reader, located, after, queue))
-    STREAMS_OPEN.inc()
+async def _serve_websocket(websocket: WebSocket, watches: Watches, plan: Plan) -> None:
+    async def write(batch: list[StreamItem]) -> None:
+        for item in batch:
+            await websocket.send_text(item.ws)
+        EVENTS_SENT.inc(len(batch))
+
+    async def disconnected() -> None:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    cut = asyncio.get_running_loop().create_future()
+    outcome = await _delivered("ws", plan, watches, write, disconnected(), cut)
+    if outcome is Outcome.GONE:
+        return
+    code, reason = {
+        Outcome.ENDED: (1000, "the job ended"),
+        Outcome.CUT: (1013, "too slow: resume with last_event_id"),
+        Outcome.FAILED: (1011, "cannot read the job's events: resume with last_event_id"),
+    }[outcome]
     try:
-        yield retry_hint()
-        while True:
-            try:
-                item = await asyncio.wait_for(queue.get(), heartbeat_s)
-            except TimeoutError:
-                if pump.done():
-                    pump.result()
-                yield HEARTBEAT
-                continue
-            items = [item]
-            while not queue.empty():
-                items.append(queue.get_nowait())
-            out, done = _frames(items)
-            if out:
-                yield out
-            if done:
-                return
+        await asyncio.wait_for(websocket.close(code, reason), WS_CLOSE_TIMEOUT_S)
+    except TimeoutError:
+        log.info("websocket of job %s did not take its close frame", plan.job_id)
+
+
+async def _delivered(
+    transport: str,
+    plan: Plan,
+    watches: Watches,
+    write: Any,
+    disconnected: Any,
+    cut: asyncio.Future[None],
+) -> Outcome:
+    STREAMS_OPEN.labels(transport).inc()
+    try:
+        outcome = await deliver(watches.events(plan, cut), write, disconnected, cut)
     finally:
-        STREAMS_OPEN.dec()
-        pump.cancel()
-        await asyncio.gather(pump, return_exceptions=True)
-        await reader.__aexit__()
-
-
-def _frames(items: list[Item]) -> tuple[bytes, bool]:
-    """The SSE bytes of ``items``, and whether the stream ends with them."""
-    chunks: list[bytes] = []
-    for item in items:
-        if item is None:
-            EVENTS_SENT.inc(len(chunks))
-            return b"".join(chunks), True
-        offset, event, raw = item
-        chunks.append(frame(offset, event.type, raw))
-    EVENTS_SENT.inc(len(chunks))
-    return b"".join(chunks), False
+        STREAMS_OPEN.labels(transport).dec()
+    STREAMS_ENDED.labels(transport, outcome.value).inc()
+    if outcome is Outcome.CUT:
+        log.info("cut off a slow %s client of job %s", transport, plan.job_id)
+    return outcome

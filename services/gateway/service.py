@@ -1,16 +1,49 @@
-"""The gateway as a service part: event streams, and reads of job, batch and queue state."""
+"""The gateway as a service part: event streams, and reads of job, batch and queue state.
+
+It owns the process's fan-out consumer and its pool of replay readers: started
+with the process, drained (every stream ends, its client resumes elsewhere)
+when the server begins to shut down, closed last.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.core.job_log import TopicPartitions
 from services.core.runtime import Runtime, ServicePart
+from services.gateway.delivery import install_quiet_cut_offs
+from services.gateway.fanout import Fanout
+from services.gateway.replay import ReplayReaders
 from services.gateway.router import make_router
 from services.gateway.state_routes import make_state_router
+from services.gateway.watch import Watches
 
 
 def create(rt: Runtime) -> ServicePart:
+    settings = rt.settings
+    topic = settings.topics.tokens
+    fanout = Fanout(settings.kafka_bootstrap, topic, rt.admin, settings.stream_buffer_events)
+    replays = ReplayReaders(settings.kafka_bootstrap, topic, settings.stream_replay_readers)
+    watches = Watches(
+        fanout, replays, rt.state, TopicPartitions(rt.admin), settings.stream_heartbeat_s
+    )
     router = APIRouter()
-    router.include_router(make_router(rt))
+    router.include_router(make_router(rt, watches))
     router.include_router(make_state_router(rt))
-    return ServicePart(name="gateway", router=router)
+
+    async def start() -> None:
+        install_quiet_cut_offs()
+        await fanout.start()
+
+    async def stop() -> None:
+        await fanout.stop()
+        await replays.close()
+
+    return ServicePart(
+        name="gateway",
+        router=router,
+        start=start,
+        stop=stop,
+        drain=fanout.end_streams,
+        checks=[fanout.ready],
+    )

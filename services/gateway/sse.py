@@ -1,4 +1,4 @@
-"""Server-sent events framing (pure functions)."""
+"""Wire framing of stream events (pure functions): SSE text and websocket messages."""
 
 from __future__ import annotations
 
@@ -11,6 +11,14 @@ def frame(event_id: int | str, event: str, data: bytes) -> bytes:
     return b"id: %s\nevent: %s\ndata: %s\n\n" % (str(event_id).encode(), event.encode(), data)
 
 
+def ws_message(event_id: int, event: str, data: bytes) -> bytes:
+    """One websocket text message: ``{"id", "event", "data"}``, the SSE fields as JSON.
+
+    ``id`` is a string, as in SSE, and is what ``last_event_id`` takes to resume.
+    """
+    return b'{"id":"%d","event":"%s","data":%s}' % (event_id, event.encode(), data)
+
+
 def retry_hint(ms: int = RETRY_MS) -> bytes:
     return b"retry: %d\n\n" % ms
 
@@ -19,6 +27,6 @@ def parse_last_event_id(value: str | None) -> int | None:
     """The Kafka offset in ``Last-Event-ID``; ``ValueError`` if it is not a non-negative integer."""
     if value is None or value == "":
         return None
-    if not value.isdigit():
+    if not value.isdigit() or len(value) > 19:
         raise ValueError("Last-Event-ID must be the id of an event this stream sent")
     return int(value)

@@ -104,7 +104,7 @@ def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
             return None
         if lookup.reached(located.partition, located.first_offset):
             return None
-        return JobState.queued(located.first, located.partition)
+        return JobState.queued(located.first, located.partition, located.first_offset)
 
     async def readable_job(job_id: str, who: Principal) -> JobState:
         lookup = await rt.state.lookup(job_id)

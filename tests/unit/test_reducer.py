@@ -125,13 +125,19 @@ def test_a_new_attempt_resets_the_old_progress() -> None:
     assert s.token_count == 0, "a token of the abandoned attempt counts for nothing"
 
 
-def test_the_resume_cursor_is_the_attempt_start() -> None:
+def test_the_resume_cursor_is_the_submission_then_the_attempt_start() -> None:
     s = reduce(None, queued("j"), partition=2, offset=40)
+    assert (s.partition, s.attempt_start_offset) == (2, 40)
     s = reduce(s, started("j", 1, 10), partition=2, offset=41)
     s = reduce(s, token("j", 1, 1, 11), partition=2, offset=42)
-    assert (s.partition, s.attempt_start_offset) == (2, 41)
+    assert s.attempt_start_offset == 40, "a late watcher of a first attempt sees its queued event"
     s = reduce(s, started("j", 2, 20), partition=2, offset=50)
-    assert s.attempt_start_offset == 50
+    assert s.attempt_start_offset == 50, "a retried job is watched from its current attempt"
+    s = reduce(s, failed("j", 2, 1, 21), partition=2, offset=51)
+    s = reduce(s, queued("j", seq=1, ts=30), partition=2, offset=60)
+    assert s.attempt_start_offset == 60, "an admin retry is watched from its new queued event"
+    s = reduce(s, started("j", 3, 31), partition=2, offset=61)
+    assert s.attempt_start_offset == 60
 
 
 def test_finished_is_final_until_an_admin_retry() -> None:

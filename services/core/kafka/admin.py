@@ -11,7 +11,7 @@ import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from services.core.errors import KafkaUnavailableError
-from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from
+from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,36 @@ class Admin:
             except ck.KafkaException as exc:
                 if exc.args[0].code() != ck.KafkaError.UNKNOWN_TOPIC_OR_PART:
                     raise error_from(exc.args[0], f"delete topic {name}") from exc
+
+    async def end_offsets(
+        self, topic: str, partitions: int, timeout: float = 10.0
+    ) -> dict[int, int]:
+        """Per partition, the last stable offset: where a ``read_committed`` reader's live end is.
+
+        Unlike the high watermark it never lies inside an open transaction, so a
+        reader told to stop there is never left waiting for a transaction to end.
+        Transient errors (a new topic's leaders not elected yet) are retried.
+        """
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        tps = [ck.TopicPartition(topic, p) for p in range(partitions)]
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        while True:
+            futures = self._admin.list_offsets(
+                dict.fromkeys(tps, latest),
+                isolation_level=ck.IsolationLevel.READ_COMMITTED,
+                request_timeout=timeout,
+            )
+            try:
+                return {
+                    tp.partition: (await asyncio.wrap_future(f)).offset
+                    for tp, f in futures.items()
+                }
+            except ck.KafkaException as exc:
+                err = exc.args[0]
+                if not is_transient(err) or loop.time() > give_up:
+                    raise error_from(err, f"end offsets of {topic}") from exc
+            await asyncio.sleep(0.2)
 
     async def group_lag(
         self, group: str, partitions: dict[str, int], timeout: float = 5.0

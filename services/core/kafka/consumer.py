@@ -234,6 +234,18 @@ class Consumer:
         )
         return lo, hi
 
+    async def fetched_ends(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """High watermarks as the last fetch responses said: no broker call (-1: none yet)."""
+
+        def ends(c: ck.Consumer) -> dict[TopicPartition, int]:
+            out = {}
+            for t, p in tps:
+                marks = c.get_watermark_offsets(ck.TopicPartition(t, p), cached=True)
+                out[(t, p)] = marks[1] if marks else -1
+            return out
+
+        return await self._call(ends, self._c)
+
     async def close(self) -> None:
         if self._consumer is not None:
             consumer, self._consumer = self._consumer, None

@@ -1,0 +1,184 @@
+"""What one stream sends: where it starts, then its job's events until the terminal one.
+
+Where a stream starts:
+
+* with a cursor (``Last-Event-ID``): after that offset. The event at the cursor
+  is read first: it proves the job exists, names its tenant and seeds the
+  duplicate filter. No job state is needed, so resuming works while the
+  aggregator is away.
+* without: the job state's ``attempt_start_offset`` (the submission's ``queued``
+  event, or the current attempt's ``started`` once the job was retried); if the
+  aggregator has no state yet (or is away), a bounded seek to the job's first event.
+
+Then ``events`` replays what lies before the fan-out's position with a replay
+reader and hands over to the live records with nothing missed or repeated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from schemas.state import JobState
+from services.core.auth import Principal
+from services.core.errors import ApiError
+from services.core.job_log import TopicPartitions
+from services.core.partitioner import partition_for
+from services.core.state_client import StateClient, StateUnavailableError
+from services.gateway.event_filter import EventFilter
+from services.gateway.fanout import Fanout, Subscription
+from services.gateway.replay import ReplayReaders
+from services.gateway.stream_item import StreamItem
+
+log = logging.getLogger(__name__)
+
+
+class SlowClientError(Exception):
+    """The stream's buffer filled while its client was not reading: it is cut off."""
+
+
+class JobEndedError(Exception):
+    """The cursor is the job's terminal event: there is nothing more to send."""
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    job_id: str
+    partition: int
+    start: int
+    """The offset from which the stream reads."""
+    after: int | None
+    """The client's cursor, if it sent one."""
+    seed: StreamItem | None
+    """The event at the cursor."""
+
+
+def _not_found(job_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no job {job_id}", "job_id")
+
+
+class Watches:
+    """Plans streams and runs them; one per gateway process."""
+
+    def __init__(
+        self,
+        fanout: Fanout,
+        replays: ReplayReaders,
+        state: StateClient,
+        partitions: TopicPartitions,
+        heartbeat_s: float,
+    ) -> None:
+        self.fanout = fanout
+        self.replays = replays
+        self.heartbeat_s = heartbeat_s
+        self._state = state
+        self._partitions = partitions
+        self._state_away = False
+
+    async def plan(self, job_id: str, who: Principal, after: int | None) -> Plan:
+        """Where the stream of ``job_id`` starts for ``who``; 404 unless ``who`` may read it."""
+        partitions = await self._partitions.count(self.replays.topic)
+        if after is not None:
+            return await self._resume(job_id, who, after, partitions)
+        state = await self._job_state(job_id)
+        if state is not None:
+            if not who.may_read(state.tenant):
+                raise _not_found(job_id)
+            if state.partition is not None and state.attempt_start_offset is not None:
+                return Plan(job_id, state.partition, state.attempt_start_offset, None, None)
+        located = await self.replays.locate(partitions, job_id)
+        if located is None or not who.may_read(located.first.tenant):
+            raise _not_found(job_id)
+        return Plan(job_id, located.partition, located.first_offset, None, None)
+
+    async def _resume(self, job_id: str, who: Principal, after: int, partitions: int) -> Plan:
+        partition = partition_for(job_id, partitions)
+        seed = await self.replays.event_at(partition, after, job_id.encode())
+        if seed is None:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"Last-Event-ID {after} is not an event of job {job_id}",
+                "Last-Event-ID",
+            )
+        if seed.tenant is None or not who.may_read(seed.tenant):
+            raise _not_found(job_id)
+        if seed.terminal:
+            raise JobEndedError
+        return Plan(job_id, partition, after + 1, after, seed)
+
+    async def _job_state(self, job_id: str) -> JobState | None:
+        """The aggregator's state of the job, or None if it has none or is away."""
+        try:
+            state = (await self._state.lookup(job_id)).state
+        except StateUnavailableError as exc:
+            if not self._state_away:
+                log.warning("job state unavailable, streams start by a seek: %s", exc)
+            self._state_away = True
+            return None
+        if self._state_away:
+            log.info("job state available again")
+            self._state_away = False
+        return state
+
+    async def events(
+        self, plan: Plan, cut: asyncio.Future[None]
+    ) -> AsyncGenerator[list[StreamItem], None]:
+        """Batches of events to send, oldest first; an empty batch after ``heartbeat_s`` idle.
+
+        Ends after the job's terminal event, or when the gateway stops. When the live
+        buffer overflows, ``cut`` resolves (the caller may be stuck in a write and
+        must abort it) and the generator raises ``SlowClientError``.
+        """
+        flt = EventFilter(plan.after)
+        if plan.seed is not None:
+            flt.seed(plan.seed)
+        sub, replayed = await self._caught_up(plan, flt, cut)
+        try:
+            if replayed:
+                yield replayed
+            if flt.ended:
+                return
+            sub.live = True
+            while True:
+                if not sub.wake.is_set():
+                    try:
+                        await asyncio.wait_for(sub.wake.wait(), self.heartbeat_s)
+                    except TimeoutError:
+                        yield []
+                        continue
+                if sub.overflowed:
+                    raise SlowClientError
+                batch = flt.admit(sub.take())
+                if batch:
+                    yield batch
+                if flt.ended or sub.closed:
+                    return
+        finally:
+            self.fanout.unsubscribe(sub)
+
+    async def _caught_up(
+        self, plan: Plan, flt: EventFilter, cut: asyncio.Future[None]
+    ) -> tuple[Subscription, list[StreamItem]]:
+        """A live subscription, and the job's events before its first live record.
+
+        If the subscription's buffer fills while the gap is read (a long replay),
+        the gap up to the new position is read again rather than the client cut off.
+        """
+        key = plan.job_id.encode()
+        start, replayed = plan.start, []
+        while True:
+            sub = self.fanout.subscribe(key, plan.partition, cut)
+            try:
+                if start < sub.live_from:
+                    items = await self.replays.read(plan.partition, start, sub.live_from, key)
+                    replayed += flt.admit(items)
+            except BaseException:
+                self.fanout.unsubscribe(sub)
+                raise
+            if not sub.overflowed or flt.ended:
+                return sub, replayed
+            self.fanout.unsubscribe(sub)
+            start = sub.live_from
