@@ -104,7 +104,7 @@ def make_router(rt: Runtime, watches: Watches) -> APIRouter:
 class SseStream(Response):
     """The ASGI response of one SSE stream."""
 
-    def __init__(self, watches: Watches, plan: Plan) -> None:  # noqa: D107
+    def __init__(self, watches: Watches, plan: Plan) -> None:
         super().__init__(status_code=200, media_type="text/event-stream")
         self._watches = watches
         self._plan = plan
