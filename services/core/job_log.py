@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.events import JobEvent
 from services.core.errors import ApiError
@@ -79,9 +80,13 @@ class TopicPartitions:
         return self._known[topic]
 
 
-def reader(bootstrap: str, purpose: str) -> Consumer:
+def reader(bootstrap: str, purpose: str, **overrides: Any) -> Consumer:
     """A group-less consumer for reading positions it is assigned (it never commits)."""
-    return Consumer(bootstrap, f"tokenrelay-reader-{purpose}", **{"enable.partition.eof": False})
+    return Consumer(
+        bootstrap,
+        f"tokenrelay-reader-{purpose}",
+        **{"enable.partition.eof": False, **overrides},
+    )
 
 
 async def find_job(bootstrap: str, topic: str, partitions: int, job_id: str) -> Located | None:

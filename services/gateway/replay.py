@@ -23,6 +23,10 @@ from services.gateway.stream_item import StreamItem, decode_item
 log = logging.getLogger(__name__)
 
 READ_DEADLINE_S = 30.0
+FETCH_WAIT_MS = 10
+"""How long the broker may hold a replay reader's fetch for more data. A reader
+never waits for new records, and its next assignment's first fetch queues
+behind a held one: the default 500 ms would delay every replay by that much."""
 
 
 class ReplayTimeoutError(KafkaError):
@@ -45,10 +49,13 @@ class ReplayReaders:
                 consumer = self._idle.pop()
             else:
                 self._made += 1
-                consumer = reader(self._bootstrap, f"replay-{self._made}")
+                consumer = reader(
+                    self._bootstrap, f"replay-{self._made}", **{"fetch.wait.max.ms": FETCH_WAIT_MS}
+                )
                 await consumer.start()
             try:
                 yield consumer
+                await consumer.assign([])  # stop fetching while idle
             except BaseException:
                 await consumer.close()  # its position is unknown: do not lend it again
                 raise
@@ -66,6 +73,9 @@ class ReplayReaders:
     async def event_at(self, partition: int, offset: int, key: bytes) -> StreamItem | None:
         """The job's event at ``offset``; None if the record there is not one of the job's."""
         async with self._borrow() as consumer:
+            low, high = await consumer.watermarks(self.topic, partition)
+            if not low <= offset < high:
+                return None
             await consumer.assign([(self.topic, partition, offset)])
             for rec in await self._read(consumer, partition, offset, offset + 1):
                 if rec.offset == offset and rec.key == key and rec.value is not None:

@@ -1,0 +1,77 @@
+"""The fan-out's dispatch and a stream's bounded buffer, without a broker."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from services.core.kafka import Admin, Record
+from services.gateway.fanout import Fanout, Subscription
+from services.gateway.stream_item import StreamItem
+
+TOPIC = "t.tokens"
+
+
+def record(partition: int, offset: int, job: str, seq: int, type_: str = "token") -> Record:
+    value = orjson.dumps({"type": type_, "attempt": 1, "seq": seq, "job_id": job})
+    return Record(TOPIC, partition, offset, job.encode(), value, 0)
+
+
+def fanout(limit: int = 100) -> Fanout:
+    f = Fanout("127.0.0.1:1", TOPIC, Admin("127.0.0.1:1"), limit)
+    f._positions = {0: 100, 1: 50}  # as if assigned at these ends
+    return f
+
+
+async def test_a_subscriber_gets_its_jobs_records_from_the_position_it_subscribed_at() -> None:
+    f = fanout()
+    f.dispatch([record(0, 100, "a", 1), record(1, 50, "b", 1)])
+    cut = asyncio.get_running_loop().create_future()
+    a = f.subscribe(b"a", 0, cut)
+    assert a.live_from == 101, "a record dispatched before subscribing is the stream's to replay"
+    f.dispatch([record(0, 101, "a", 2), record(0, 102, "z", 1), record(0, 103, "a", 3)])
+    assert a.wake.is_set()
+    assert [i.offset for i in a.take()] == [101, 103]
+    assert not a.wake.is_set()
+    assert f.position(0) == 104 and f.position(1) == 51
+
+
+async def test_watchers_of_one_job_share_one_decoded_item() -> None:
+    f = fanout()
+    loop = asyncio.get_running_loop()
+    subs = [f.subscribe(b"a", 0, loop.create_future()) for _ in range(3)]
+    f.dispatch([record(0, 100, "a", 1)])
+    items = [s.take()[0] for s in subs]
+    assert items[0] is items[1] is items[2]
+    f.unsubscribe(subs[0])
+    assert f.streams == 2
+
+
+async def test_a_live_stream_whose_buffer_fills_is_cut_off() -> None:
+    f = fanout(limit=3)
+    cut = asyncio.get_running_loop().create_future()
+    sub = f.subscribe(b"a", 0, cut)
+    sub.live = True
+    f.dispatch([record(0, 100 + i, "a", i) for i in range(3)])
+    assert not cut.done()
+    f.dispatch([record(0, 103, "a", 3)])
+    assert cut.done() and sub.overflowed
+    f.dispatch([record(0, 104, "a", 4)])
+    assert sub.take() == [], "an overflowed stream holds nothing"
+
+
+async def test_a_stream_still_replaying_is_not_cut_off_but_marked() -> None:
+    cut = asyncio.get_running_loop().create_future()
+    sub = Subscription(b"a", 0, 100, 2, cut)
+    for i in range(3):
+        sub.offer(StreamItem(100 + i, "token", 1, i, b"{}"))
+    assert sub.overflowed and not cut.done()
+
+
+async def test_ending_the_streams_wakes_them() -> None:
+    f = fanout()
+    sub = f.subscribe(b"a", 0, asyncio.get_running_loop().create_future())
+    await f.end_streams()
+    assert sub.closed and sub.wake.is_set()
+
