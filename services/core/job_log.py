@@ -65,15 +65,22 @@ async def locate(
 
 
 class TopicPartitions:
-    """Partition counts of topics, looked up once (they only grow, and ours never do)."""
+    """Partition counts of topics, looked up once (they only grow, and ours never do).
+
+    Concurrent first lookups share one metadata request: a burst of requests
+    right after start would otherwise each ask the cluster for every topic.
+    """
 
     def __init__(self, admin: Admin) -> None:
         self._admin = admin
         self._known: dict[str, int] = {}
+        self._lookup: asyncio.Task[dict[str, int]] | None = None
 
     async def count(self, topic: str) -> int:
         if topic not in self._known:
-            found = (await self._admin.topics()).get(topic)
+            if self._lookup is None or self._lookup.done():
+                self._lookup = asyncio.ensure_future(self._admin.topics())
+            found = (await asyncio.shield(self._lookup)).get(topic)
             if found is None:
                 raise ApiError(503, "not_ready", f"topic {topic} does not exist yet")
             self._known[topic] = found

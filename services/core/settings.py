@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     stream_buffer_events: int = Field(default=1000, ge=10)
     stream_heartbeat_s: float = Field(default=15.0, gt=0)
     stream_replay_readers: int = Field(default=8, ge=1)
+    stream_recent_records: int = Field(default=4096, ge=0)
 
     data_dir: Path = Path(".tokenrelay")
     clickhouse_url: str | None = None

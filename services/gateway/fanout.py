@@ -12,6 +12,10 @@ next record the fan-out will dispatch. A stream that subscribes receives every
 record of its job from that offset on; whatever lies before it, it replays
 itself. No gap, no overlap.
 
+The fan-out also keeps the last ``recent`` records of each partition, so a
+stream that starts shortly before the live position (a job watched right after
+it was submitted, the usual case) takes its gap from memory instead of a read.
+
 Each stream has a bounded buffer. A stream whose buffer fills is cut off (its
 ``cut`` future resolves), so one client that stops reading never slows the
 consumer or another stream.
@@ -23,10 +27,10 @@ import asyncio
 import logging
 from collections import deque
 
-from services.core.errors import DecodeError, KafkaError
+from services.core.errors import KafkaError
 from services.core.kafka import Admin, Consumer, Record
-from services.core.metrics import POISON_RECORDS, STREAM_CONSUMER_LAG, STREAM_SLOW_CLIENTS_CUT
-from services.gateway.stream_item import StreamItem, decode_item
+from services.core.metrics import STREAM_CONSUMER_LAG, STREAM_SLOW_CLIENTS_CUT
+from services.gateway.stream_item import StreamItem, item_of
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +105,14 @@ class Subscription:
 class Fanout:
     """The gateway's live reader of the tokens topic."""
 
-    def __init__(self, bootstrap: str, topic: str, admin: Admin, buffer_limit: int) -> None:
+    def __init__(
+        self, bootstrap: str, topic: str, admin: Admin, buffer_limit: int, recent: int = 4096
+    ) -> None:
         self.topic = topic
         self._admin = admin
         self._buffer_limit = buffer_limit
+        self._recent_limit = recent
+        self._recent: dict[int, deque[Record]] = {}
         self._consumer = Consumer(bootstrap, f"{topic}-gateway-fanout")
         self._positions: dict[int, int] = {}
         self._subs: dict[bytes, set[Subscription]] = {}
@@ -118,18 +126,29 @@ class Fanout:
     def position(self, partition: int) -> int:
         return self._positions[partition]
 
-    async def start(self) -> None:
-        """Assign every partition at its live end and start dispatching."""
-        counts = await self._admin.topics()
-        if self.topic not in counts:
-            raise KafkaError(f"topic {self.topic} does not exist")
+    async def start(self, timeout: float = 30.0) -> None:
+        """Assign every partition at its live end and start dispatching.
+
+        A topic created a moment ago may not be in this client's metadata yet: wait.
+        """
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + timeout
+        while self.topic not in (counts := await self._admin.topics()):
+            if loop.time() > give_up:
+                raise KafkaError(f"topic {self.topic} does not exist")
+            await asyncio.sleep(0.2)
         ends = await self._admin.end_offsets(self.topic, counts[self.topic])
-        self._positions = dict(ends)
+        self.assigned(ends)
         await self._consumer.start()
         await self._consumer.assign([(self.topic, p, o) for p, o in ends.items()])
         self._task = asyncio.create_task(self._run(), name="gateway-fanout")
         self._error = None
         log.info("fan-out reading %s from its end (%d partitions)", self.topic, len(ends))
+
+    def assigned(self, ends: dict[int, int]) -> None:
+        """Start dispatching each partition from this offset (its end when reading starts)."""
+        self._positions = dict(ends)
+        self._recent = {p: deque(maxlen=self._recent_limit) for p in ends}
 
     async def end_streams(self) -> None:
         """End every stream (the server is shutting down; clients resume elsewhere)."""
@@ -159,6 +178,27 @@ class Fanout:
             if not subs:
                 del self._subs[sub.job_key]
 
+    def recent(self, partition: int, start: int, key: bytes) -> list[Record] | None:
+        """The job's records from ``start`` to the live position, if memory reaches back there."""
+        ring = self._recent[partition]
+        if not ring or ring[0].offset > start:
+            return None
+        out = []
+        for rec in reversed(ring):
+            if rec.offset < start:
+                break
+            if rec.key == key:
+                out.append(rec)
+        out.reverse()
+        return out
+
+    def first_recent(self, partition: int, key: bytes, since_ms: int) -> Record | None:
+        """The job's first record, if memory reaches back before ``since_ms`` and holds it."""
+        ring = self._recent[partition]
+        if not ring or ring[0].timestamp_ms >= since_ms:
+            return None
+        return next((rec for rec in ring if rec.key == key), None)
+
     @property
     def streams(self) -> int:
         return sum(len(s) for s in self._subs.values())
@@ -167,18 +207,17 @@ class Fanout:
         """Offer each record to the streams of its job; synchronous, so atomic for subscribers."""
         subs_of = self._subs
         positions = self._positions
+        recent = self._recent
         for rec in records:
             positions[rec.partition] = rec.offset + 1
+            recent[rec.partition].append(rec)
             if rec.key is None or rec.value is None:
                 continue
             subs = subs_of.get(rec.key)
             if not subs:
                 continue
-            try:
-                item = decode_item(rec.offset, rec.value)
-            except DecodeError as exc:
-                POISON_RECORDS.labels(self.topic).inc()
-                log.error("skipping undecodable record at %s: %s", rec.where(), exc)
+            item = item_of(rec)
+            if item is None:
                 continue
             for sub in tuple(subs):
                 sub.offer(item)

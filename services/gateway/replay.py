@@ -14,11 +14,11 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from services.core.errors import DecodeError, KafkaError
+from services.core.errors import KafkaError
 from services.core.job_log import Located, locate, reader
 from services.core.kafka import Consumer, Record
-from services.core.metrics import POISON_RECORDS, STREAM_REPLAY_READS
-from services.gateway.stream_item import StreamItem, decode_item
+from services.core.metrics import STREAM_REPLAY_READS
+from services.gateway.stream_item import StreamItem, item_of
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class ReplayReaders:
             await consumer.assign([(self.topic, partition, offset)])
             for rec in await self._read(consumer, partition, offset, offset + 1):
                 if rec.offset == offset and rec.key == key and rec.value is not None:
-                    return _item(rec)
+                    return item_of(rec)
         return None
 
     async def read(self, partition: int, start: int, end: int, key: bytes) -> list[StreamItem]:
@@ -90,7 +90,7 @@ class ReplayReaders:
             records = await self._read(consumer, partition, start, end, key)
         items = []
         for rec in records:
-            item = _item(rec)
+            item = item_of(rec)
             if item is not None:
                 items.append(item)
         return items
@@ -120,11 +120,3 @@ class ReplayReaders:
                     f"replay of {self.topic}[{partition}] did not reach {end} in time"
                 )
 
-
-def _item(rec: Record) -> StreamItem | None:
-    try:
-        return decode_item(rec.offset, rec.value or b"")
-    except DecodeError as exc:
-        POISON_RECORDS.labels(rec.topic).inc()
-        log.error("skipping undecodable record at %s: %s", rec.where(), exc)
-        return None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.core.job_log import TopicPartitions
 from services.core.runtime import Runtime, ServicePart
 from services.gateway.delivery import install_quiet_cut_offs
 from services.gateway.fanout import Fanout
@@ -22,11 +21,15 @@ from services.gateway.watch import Watches
 def create(rt: Runtime) -> ServicePart:
     settings = rt.settings
     topic = settings.topics.tokens
-    fanout = Fanout(settings.kafka_bootstrap, topic, rt.admin, settings.stream_buffer_events)
-    replays = ReplayReaders(settings.kafka_bootstrap, topic, settings.stream_replay_readers)
-    watches = Watches(
-        fanout, replays, rt.state, TopicPartitions(rt.admin), settings.stream_heartbeat_s
+    fanout = Fanout(
+        settings.kafka_bootstrap,
+        topic,
+        rt.admin,
+        settings.stream_buffer_events,
+        settings.stream_recent_records,
     )
+    replays = ReplayReaders(settings.kafka_bootstrap, topic, settings.stream_replay_readers)
+    watches = Watches(fanout, replays, rt.state, settings.stream_heartbeat_s)
     router = APIRouter()
     router.include_router(make_router(rt, watches))
     router.include_router(make_state_router(rt))

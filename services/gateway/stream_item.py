@@ -7,11 +7,17 @@ same bytes.
 
 from __future__ import annotations
 
+import logging
+
 import orjson
 
 from schemas.events import TERMINAL_EVENT_TYPES
 from services.core.errors import DecodeError
+from services.core.kafka import Record
+from services.core.metrics import POISON_RECORDS
 from services.gateway.sse import frame, ws_message
+
+log = logging.getLogger(__name__)
 
 
 class StreamItem:
@@ -64,3 +70,17 @@ def decode_item(offset: int, raw: bytes) -> StreamItem:
         raw = orjson.dumps(data)  # SSE data must be one line
     tenant = data.get("tenant")
     return StreamItem(offset, type_, attempt, seq, raw, tenant if isinstance(tenant, str) else None)
+
+
+def item_of(rec: Record) -> StreamItem | None:
+    """The item of a record; None (logged and counted) if it is not a job event.
+
+    The gateway only reads the topic: a poison record is the dead-letter concern of
+    its consumers with a group (the aggregator, the sink); a stream skips it.
+    """
+    try:
+        return decode_item(rec.offset, rec.value or b"")
+    except DecodeError as exc:
+        POISON_RECORDS.labels(rec.topic).inc()
+        log.error("skipping undecodable record at %s: %s", rec.where(), exc)
+        return None

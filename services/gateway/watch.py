@@ -23,14 +23,15 @@ from dataclasses import dataclass
 
 from schemas.state import JobState
 from services.core.auth import Principal
-from services.core.errors import ApiError
-from services.core.job_log import TopicPartitions
+from services.core.errors import ApiError, DecodeError
+from services.core.ids import job_id_ms
+from services.core.job_log import SEEK_MARGIN_MS
 from services.core.partitioner import partition_for
 from services.core.state_client import StateClient, StateUnavailableError
 from services.gateway.event_filter import EventFilter
 from services.gateway.fanout import Fanout, Subscription
 from services.gateway.replay import ReplayReaders
-from services.gateway.stream_item import StreamItem
+from services.gateway.stream_item import StreamItem, decode_item, item_of
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +68,17 @@ class Watches:
         fanout: Fanout,
         replays: ReplayReaders,
         state: StateClient,
-        partitions: TopicPartitions,
         heartbeat_s: float,
     ) -> None:
         self.fanout = fanout
         self.replays = replays
         self.heartbeat_s = heartbeat_s
         self._state = state
-        self._partitions = partitions
         self._state_away = False
 
     async def plan(self, job_id: str, who: Principal, after: int | None) -> Plan:
         """Where the stream of ``job_id`` starts for ``who``; 404 unless ``who`` may read it."""
-        partitions = await self._partitions.count(self.replays.topic)
+        partitions = self.fanout.partitions
         if after is not None:
             return await self._resume(job_id, who, after, partitions)
         state = await self._job_state(job_id)
@@ -88,10 +87,30 @@ class Watches:
                 raise _not_found(job_id)
             if state.partition is not None and state.attempt_start_offset is not None:
                 return Plan(job_id, state.partition, state.attempt_start_offset, None, None)
+        first = self._first_recent(job_id, partitions)
+        if first is not None:
+            partition, item = first
+            if item.tenant is None or not who.may_read(item.tenant):
+                raise _not_found(job_id)
+            return Plan(job_id, partition, item.offset, None, None)
         located = await self.replays.locate(partitions, job_id)
         if located is None or not who.may_read(located.first.tenant):
             raise _not_found(job_id)
         return Plan(job_id, located.partition, located.first_offset, None, None)
+
+    def _first_recent(self, job_id: str, partitions: int) -> tuple[int, StreamItem] | None:
+        """The job's first event from the fan-out's memory of recent records, if it is there."""
+        ms = job_id_ms(job_id)
+        if ms is None:
+            return None
+        partition = partition_for(job_id, partitions)
+        rec = self.fanout.first_recent(partition, job_id.encode(), ms - SEEK_MARGIN_MS)
+        if rec is None or rec.value is None:
+            return None
+        try:
+            return partition, decode_item(rec.offset, rec.value)
+        except DecodeError:
+            return None
 
     async def _resume(self, job_id: str, who: Principal, after: int, partitions: int) -> Plan:
         partition = partition_for(job_id, partitions)
@@ -173,7 +192,11 @@ class Watches:
             sub = self.fanout.subscribe(key, plan.partition, cut)
             try:
                 if start < sub.live_from:
-                    items = await self.replays.read(plan.partition, start, sub.live_from, key)
+                    recent = self.fanout.recent(plan.partition, start, key)
+                    if recent is not None:
+                        items = [i for i in map(item_of, recent) if i is not None]
+                    else:
+                        items = await self.replays.read(plan.partition, start, sub.live_from, key)
                     replayed += flt.admit(items)
             except BaseException:
                 self.fanout.unsubscribe(sub)

@@ -36,6 +36,8 @@ PASSED_ON = (
     "state_store",
     "state_tick_s",
     "aggregator_url",
+    "stream_buffer_events",
+    "stream_token_ttl_s",
 )
 
 

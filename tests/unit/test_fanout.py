@@ -20,7 +20,7 @@ def record(partition: int, offset: int, job: str, seq: int, type_: str = "token"
 
 def fanout(limit: int = 100) -> Fanout:
     f = Fanout("127.0.0.1:1", TOPIC, Admin("127.0.0.1:1"), limit)
-    f._positions = {0: 100, 1: 50}  # as if assigned at these ends
+    f.assigned({0: 100, 1: 50})
     return f
 
 
@@ -35,6 +35,9 @@ async def test_a_subscriber_gets_its_jobs_records_from_the_position_it_subscribe
     assert [i.offset for i in a.take()] == [101, 103]
     assert not a.wake.is_set()
     assert f.position(0) == 104 and f.position(1) == 51
+    recent = f.recent(0, 101, b"a")
+    assert recent is not None and [r.offset for r in recent] == [101, 103]
+    assert f.recent(0, 99, b"a") is None, "memory does not reach back before its first record"
 
 
 async def test_watchers_of_one_job_share_one_decoded_item() -> None:
@@ -74,4 +77,3 @@ async def test_ending_the_streams_wakes_them() -> None:
     sub = f.subscribe(b"a", 0, asyncio.get_running_loop().create_future())
     await f.end_streams()
     assert sub.closed and sub.wake.is_set()
-
