@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -129,3 +130,24 @@ async def _until(cond: Any, timeout: float = 30.0) -> None:
     while not cond():
         assert loop.time() < give_up, "condition not reached"
         await asyncio.sleep(0.02)
+
+
+async def test_a_stopping_gateway_ends_its_streams_so_clients_resume_elsewhere(
+    make_settings: Any,
+) -> None:
+    settings = make_settings(worker_grace_s=1)
+    with ExitStack() as stack:
+        base = stack.enter_context(running(settings, ["ingest", "gateway", "worker"]))
+        async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+            job = await submit(
+                c, prompt="long", max_tokens=2000, provider_options={"tokens_per_s": 50}
+            )
+            got: list[int] = []
+            reader = asyncio.create_task(
+                read_events_async(c, events_url(job), ALICE, received_us=got)
+            )
+            await _until(lambda: len(got) >= 5)
+            stopping = asyncio.create_task(asyncio.to_thread(stack.close))
+            events = await asyncio.wait_for(reader, 10)
+            await stopping
+    assert events[-1].event == "token", "the stream ended cleanly before the job did"
