@@ -142,6 +142,7 @@ class Fanout:
         await self._consumer.start()
         await self._consumer.assign([(self.topic, p, o) for p, o in ends.items()])
         self._task = asyncio.create_task(self._run(), name="gateway-fanout")
+        self._task.add_done_callback(self._ended)
         self._error = None
         log.info("fan-out reading %s from its end (%d partitions)", self.topic, len(ends))
 
@@ -163,6 +164,14 @@ class Fanout:
             await asyncio.gather(self._task, return_exceptions=True)
         await self._consumer.close()
 
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("fan-out of %s stopped", self.topic, exc_info=exc)
+            self._error = f"the fan-out stopped: {exc!r}"
+            for subs in self._subs.values():
+                for sub in subs:
+                    sub.close()
+
     async def ready(self) -> str | None:
         return self._error
 
@@ -177,6 +186,13 @@ class Fanout:
             subs.discard(sub)
             if not subs:
                 del self._subs[sub.job_key]
+
+    def recent_record(self, partition: int, offset: int) -> Record | None:
+        """The record at ``offset``, if it is among the recent ones kept in memory."""
+        for rec in reversed(self._recent[partition]):
+            if rec.offset <= offset:
+                return rec if rec.offset == offset else None
+        return None
 
     def recent(self, partition: int, start: int, key: bytes) -> list[Record] | None:
         """The job's records from ``start`` to the live position, if memory reaches back there."""

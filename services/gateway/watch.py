@@ -114,7 +114,12 @@ class Watches:
 
     async def _resume(self, job_id: str, who: Principal, after: int, partitions: int) -> Plan:
         partition = partition_for(job_id, partitions)
-        seed = await self.replays.event_at(partition, after, job_id.encode())
+        key = job_id.encode()
+        rec = self.fanout.recent_record(partition, after)
+        if rec is not None:
+            seed = item_of(rec) if rec.key == key else None
+        else:
+            seed = await self.replays.event_at(partition, after, key)
         if seed is None:
             raise ApiError(
                 400,

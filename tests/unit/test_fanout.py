@@ -38,6 +38,9 @@ async def test_a_subscriber_gets_its_jobs_records_from_the_position_it_subscribe
     recent = f.recent(0, 101, b"a")
     assert recent is not None and [r.offset for r in recent] == [101, 103]
     assert f.recent(0, 99, b"a") is None, "memory does not reach back before its first record"
+    found = f.recent_record(0, 102)
+    assert found is not None and found.key == b"z"
+    assert f.recent_record(0, 99) is None and f.recent_record(0, 104) is None
 
 
 async def test_watchers_of_one_job_share_one_decoded_item() -> None:

@@ -240,7 +240,10 @@ class Consumer:
         def ends(c: ck.Consumer) -> dict[TopicPartition, int]:
             out = {}
             for t, p in tps:
-                marks = c.get_watermark_offsets(ck.TopicPartition(t, p), cached=True)
+                try:
+                    marks = c.get_watermark_offsets(ck.TopicPartition(t, p), cached=True)
+                except ck.KafkaException:
+                    marks = None  # no fetch response for it yet
                 out[(t, p)] = marks[1] if marks else -1
             return out
 
