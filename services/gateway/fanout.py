@@ -259,7 +259,4 @@ class Fanout:
                 await self._measure_lag()
 
     async def _measure_lag(self) -> None:
-        ends = await self._consumer.fetched_ends((self.topic, p) for p in self._positions)
-        STREAM_CONSUMER_LAG.set(
-            sum(max(0, end - self._positions[p]) for (_, p), end in ends.items() if end >= 0)
-        )
+        STREAM_CONSUMER_LAG.set(await self._consumer.lag((self.topic, p) for p in self._positions))

@@ -234,20 +234,26 @@ class Consumer:
         )
         return lo, hi
 
-    async def fetched_ends(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """High watermarks as the last fetch responses said: no broker call (-1: none yet)."""
+    async def lag(self, tps: Iterable[TopicPartition]) -> int:
+        """Records behind the high watermarks, as the last fetch responses told: no broker call.
 
-        def ends(c: ck.Consumer) -> dict[TopicPartition, int]:
-            out = {}
-            for t, p in tps:
+        Counted from the consumer's own position, which moves past transaction
+        markers, so a caught-up ``read_committed`` reader shows 0.
+        """
+
+        def behind(c: ck.Consumer) -> int:
+            parts = [ck.TopicPartition(t, p) for t, p in tps]
+            total = 0
+            for tp in c.position(parts):
                 try:
-                    marks = c.get_watermark_offsets(ck.TopicPartition(t, p), cached=True)
+                    marks = c.get_watermark_offsets(tp, cached=True)
                 except ck.KafkaException:
-                    marks = None  # no fetch response for it yet
-                out[(t, p)] = marks[1] if marks else -1
-            return out
+                    continue  # no fetch response for it yet
+                if marks and tp.offset >= 0:
+                    total += max(0, marks[1] - tp.offset)
+            return total
 
-        return await self._call(ends, self._c)
+        return await self._call(behind, self._c)
 
     async def close(self) -> None:
         if self._consumer is not None:

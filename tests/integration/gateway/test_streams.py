@@ -15,6 +15,7 @@ from services.core.settings import Settings
 from tests.conftest import ALICE, BOB
 from tests.support.aggregators import stack_with_aggregator, with_aggregator_port
 from tests.support.jobs import submit
+from tests.support.polling import until
 from tests.support.sse import SseEvent, read_events_async
 from tests.support.stack import running
 
@@ -86,6 +87,9 @@ async def test_200_watchers_of_one_job_and_200_jobs_with_one_watcher_each(stack:
         reads = [read_events_async(c, events_url(shared), ALICE) for _ in range(200)]
         reads += [read_events_async(c, events_url(j), ALICE) for j in own]
         streams = await asyncio.gather(*reads)
+        metrics = await until(
+            lambda: c.get("/metrics"), lambda r: "tokenrelay_stream_consumer_lag 0.0" in r.text
+        )
     shared_streams, own_streams = streams[:200], streams[200:]
     for events in shared_streams:
         assert idents(events) == idents(shared_streams[0])
@@ -95,6 +99,7 @@ async def test_200_watchers_of_one_job_and_200_jobs_with_one_watcher_each(stack:
         assert tokens == list(range(1, len(tokens) + 1))
         assert {e.data["job_id"] for e in events} == {job}
     assert len([e for e in shared_streams[0] if e.event == "token"]) == 40
+    assert "tokenrelay_streams_open{transport=\"sse\"} 0.0" in metrics.text
 
 
 async def test_cursors_a_stream_cannot_use(stack: str) -> None:
