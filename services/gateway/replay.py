@@ -119,4 +119,3 @@ class ReplayReaders:
                 raise ReplayTimeoutError(
                     f"replay of {self.topic}[{partition}] did not reach {end} in time"
                 )
-

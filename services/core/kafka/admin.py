@@ -100,8 +100,7 @@ class Admin:
             )
             try:
                 return {
-                    tp.partition: (await asyncio.wrap_future(f)).offset
-                    for tp, f in futures.items()
+                    tp.partition: (await asyncio.wrap_future(f)).offset for tp, f in futures.items()
                 }
             except ck.KafkaException as exc:
                 err = exc.args[0]

@@ -99,7 +99,7 @@ async def test_200_watchers_of_one_job_and_200_jobs_with_one_watcher_each(stack:
         assert tokens == list(range(1, len(tokens) + 1))
         assert {e.data["job_id"] for e in events} == {job}
     assert len([e for e in shared_streams[0] if e.event == "token"]) == 40
-    assert "tokenrelay_streams_open{transport=\"sse\"} 0.0" in metrics.text
+    assert 'tokenrelay_streams_open{transport="sse"} 0.0' in metrics.text
 
 
 async def test_cursors_a_stream_cannot_use(stack: str) -> None:
