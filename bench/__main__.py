@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from bench import aggregator_drain, job_state, worker_scheduling
+from bench import aggregator_drain, gateway_fanout, job_state, worker_scheduling
 
 
 def main() -> None:
     worker_scheduling.main()
     job_state.main()
     aggregator_drain.main()
+    gateway_fanout.main([])
 
 
 if __name__ == "__main__":
