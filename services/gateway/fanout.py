@@ -39,11 +39,19 @@ LAG_EVERY_S = 2.0
 
 
 class Subscription:
-    """One stream's view of its job's live records: a bounded buffer and a wake-up."""
+    """One stream's view of its job's live records: a bounded buffer and a wake-up.
+
+    Waking costs one future per wait and no timer: heartbeats come from the
+    fan-out's one ticker for every stream (few objects per event also keep the
+    garbage collector's pauses short).
+    """
 
     __slots__ = (
         "_buffer",
         "_limit",
+        "_quiet",
+        "_waiter",
+        "beat_due",
         "closed",
         "cut",
         "job_key",
@@ -51,7 +59,7 @@ class Subscription:
         "live_from",
         "overflowed",
         "partition",
-        "wake",
+        "woken",
     )
 
     def __init__(
@@ -68,7 +76,11 @@ class Subscription:
         """The offset of the first record this subscription receives."""
         self._limit = limit
         self._buffer: deque[StreamItem] = deque()
-        self.wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None
+        self._quiet = True
+        self.woken = False
+        """Something happened since the last ``take``: records, an overflow, a close, a beat."""
+        self.beat_due = False
         self.cut = cut
         self.live = False
         """Set once the stream has replayed what lay before ``live_from``; only then may a
@@ -76,9 +88,25 @@ class Subscription:
         self.overflowed = False
         self.closed = False
 
+    def _wake(self) -> None:
+        self.woken = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        """Until something happened since the last ``take``."""
+        if not self.woken:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
     def offer(self, item: StreamItem) -> None:
         if self.overflowed or self.closed:
             return
+        self._quiet = False
         if len(self._buffer) >= self._limit:
             self.overflowed = True
             self._buffer.clear()
@@ -87,28 +115,43 @@ class Subscription:
                 self.cut.set_result(None)
         else:
             self._buffer.append(item)
-        self.wake.set()
+        self._wake()
+
+    def beat(self) -> None:
+        """A heartbeat is due if nothing was offered since the last one."""
+        if self._quiet:
+            self.beat_due = True
+            self._wake()
+        self._quiet = True
 
     def take(self) -> list[StreamItem]:
         """Everything buffered, oldest first."""
         items = list(self._buffer)
         self._buffer.clear()
-        self.wake.clear()
+        self.woken = False
         return items
 
     def close(self) -> None:
         """The gateway is stopping: the stream ends (its client resumes elsewhere)."""
         self.closed = True
-        self.wake.set()
+        self._wake()
 
 
 class Fanout:
     """The gateway's live reader of the tokens topic."""
 
     def __init__(
-        self, bootstrap: str, topic: str, admin: Admin, buffer_limit: int, recent: int = 4096
+        self,
+        bootstrap: str,
+        topic: str,
+        admin: Admin,
+        buffer_limit: int,
+        recent: int = 4096,
+        heartbeat_s: float = 15.0,
     ) -> None:
         self.topic = topic
+        self._heartbeat_s = heartbeat_s
+        self._ticker: asyncio.Task[None] | None = None
         self._admin = admin
         self._buffer_limit = buffer_limit
         self._recent_limit = recent
@@ -143,6 +186,7 @@ class Fanout:
         await self._consumer.assign([(self.topic, p, o) for p, o in ends.items()])
         self._task = asyncio.create_task(self._run(), name="gateway-fanout")
         self._task.add_done_callback(self._ended)
+        self._ticker = asyncio.create_task(self._beat(), name="gateway-heartbeat")
         self._error = None
         log.info("fan-out reading %s from its end (%d partitions)", self.topic, len(ends))
 
@@ -159,9 +203,10 @@ class Fanout:
 
     async def stop(self) -> None:
         await self.end_streams()
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, self._ticker) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self._consumer.close()
 
     def _ended(self, task: asyncio.Task[None]) -> None:
@@ -257,6 +302,14 @@ class Fanout:
             if loop.time() >= next_lag:
                 next_lag = loop.time() + LAG_EVERY_S
                 await self._measure_lag()
+
+    async def _beat(self) -> None:
+        """Every ``heartbeat_s``, wake the streams that had nothing to send meanwhile."""
+        while True:
+            await asyncio.sleep(self._heartbeat_s)
+            for subs in self._subs.values():
+                for sub in subs:
+                    sub.beat()
 
     async def _measure_lag(self) -> None:
         STREAM_CONSUMER_LAG.set(await self._consumer.lag((self.topic, p) for p in self._positions))

@@ -27,9 +27,10 @@ def create(rt: Runtime) -> ServicePart:
         rt.admin,
         settings.stream_buffer_events,
         settings.stream_recent_records,
+        settings.stream_heartbeat_s,
     )
     replays = ReplayReaders(settings.kafka_bootstrap, topic, settings.stream_replay_readers)
-    watches = Watches(fanout, replays, rt.state, settings.stream_heartbeat_s)
+    watches = Watches(fanout, replays, rt.state)
     router = APIRouter()
     router.include_router(make_router(rt, watches))
     router.include_router(make_state_router(rt))

@@ -36,6 +36,9 @@ from services.gateway.stream_item import StreamItem, decode_item, item_of
 log = logging.getLogger(__name__)
 
 
+STATE_RETRY_S = 5.0
+
+
 class SlowClientError(Exception):
     """The stream's buffer filled while its client was not reading: it is cut off."""
 
@@ -68,13 +71,11 @@ class Watches:
         fanout: Fanout,
         replays: ReplayReaders,
         state: StateClient,
-        heartbeat_s: float,
     ) -> None:
         self.fanout = fanout
         self.replays = replays
-        self.heartbeat_s = heartbeat_s
         self._state = state
-        self._state_away = False
+        self._state_retry_at = 0.0
 
     async def plan(self, job_id: str, who: Principal, after: int | None) -> Plan:
         """Where the stream of ``job_id`` starts for ``who``; 404 unless ``who`` may read it."""
@@ -134,23 +135,30 @@ class Watches:
         return Plan(job_id, partition, after + 1, after, seed)
 
     async def _job_state(self, job_id: str) -> JobState | None:
-        """The aggregator's state of the job, or None if it has none or is away."""
+        """The aggregator's state of the job, or None if it has none or is away.
+
+        Once it failed to answer, streams start by a seek for ``STATE_RETRY_S``
+        without asking again, so a storm of reconnects does not wait on it.
+        """
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._state_retry_at:
+            return None
         try:
             state = (await self._state.lookup(job_id)).state
         except StateUnavailableError as exc:
-            if not self._state_away:
+            if self._state_retry_at == 0.0:
                 log.warning("job state unavailable, streams start by a seek: %s", exc)
-            self._state_away = True
+            self._state_retry_at = loop.time() + STATE_RETRY_S
             return None
-        if self._state_away:
+        if self._state_retry_at:
             log.info("job state available again")
-            self._state_away = False
+            self._state_retry_at = 0.0
         return state
 
     async def events(
         self, plan: Plan, cut: asyncio.Future[None]
     ) -> AsyncGenerator[list[StreamItem], None]:
-        """Batches of events to send, oldest first; an empty batch after ``heartbeat_s`` idle.
+        """Batches of events to send, oldest first; an empty batch when a heartbeat is due.
 
         Ends after the job's terminal event, or when the gateway stops. When the live
         buffer overflows, ``cut`` resolves (the caller may be stuck in a write and
@@ -167,17 +175,15 @@ class Watches:
                 return
             sub.live = True
             while True:
-                if not sub.wake.is_set():
-                    try:
-                        await asyncio.wait_for(sub.wake.wait(), self.heartbeat_s)
-                    except TimeoutError:
-                        yield []
-                        continue
+                await sub.wait()
                 if sub.overflowed:
                     raise SlowClientError
                 batch = flt.admit(sub.take())
                 if batch:
                     yield batch
+                elif sub.beat_due:
+                    sub.beat_due = False
+                    yield []
                 if flt.ended or sub.closed:
                     return
         finally:

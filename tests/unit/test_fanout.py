@@ -31,9 +31,9 @@ async def test_a_subscriber_gets_its_jobs_records_from_the_position_it_subscribe
     a = f.subscribe(b"a", 0, cut)
     assert a.live_from == 101, "a record dispatched before subscribing is the stream's to replay"
     f.dispatch([record(0, 101, "a", 2), record(0, 102, "z", 1), record(0, 103, "a", 3)])
-    assert a.wake.is_set()
+    assert a.woken
     assert [i.offset for i in a.take()] == [101, 103]
-    assert not a.wake.is_set()
+    assert not a.woken
     assert f.position(0) == 104 and f.position(1) == 51
     recent = f.recent(0, 101, b"a")
     assert recent is not None and [r.offset for r in recent] == [101, 103]
@@ -79,4 +79,18 @@ async def test_ending_the_streams_wakes_them() -> None:
     f = fanout()
     sub = f.subscribe(b"a", 0, asyncio.get_running_loop().create_future())
     await f.end_streams()
-    assert sub.closed and sub.wake.is_set()
+    assert sub.closed and sub.woken
+
+
+async def test_a_heartbeat_is_due_only_for_a_quiet_stream() -> None:
+    cut = asyncio.get_running_loop().create_future()
+    sub = Subscription(b"a", 0, 100, 10, cut)
+    sub.offer(StreamItem(100, "token", 1, 1, b"{}"))
+    sub.take()
+    sub.beat()
+    assert not sub.beat_due, "it sent something since the last beat"
+    sub.beat()
+    assert sub.beat_due and sub.woken
+    waited = asyncio.ensure_future(sub.wait())
+    await asyncio.sleep(0)
+    assert waited.done(), "a woken stream does not wait"

@@ -156,3 +156,18 @@ async def test_a_stopping_gateway_ends_its_streams_so_clients_resume_elsewhere(
             events = await asyncio.wait_for(reader, 10)
             await stopping
     assert events[-1].event == "token", "the stream ended cleanly before the job did"
+
+
+async def test_a_quiet_stream_gets_heartbeats(make_settings: Any) -> None:
+    with running(make_settings(stream_heartbeat_s=0.2), ["ingest", "gateway", "worker"]) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=60) as c:
+            job = await submit(c, prompt="slow", max_tokens=3, provider_options={"tokens_per_s": 1})
+            lines = []
+            async with c.stream("GET", events_url(job), headers=ALICE) as resp:
+                async for line in resp.aiter_lines():
+                    lines.append(line)
+    beats = [i for i, line in enumerate(lines) if line == ": keep-alive"]
+    tokens = [i for i, line in enumerate(lines) if line == "event: token"]
+    assert len(beats) >= 3, "a second between tokens holds several 0.2 s heartbeats"
+    assert any(tokens[0] < b < tokens[-1] for b in beats), "between events, not only at the end"
+    assert "event: completed" in lines
