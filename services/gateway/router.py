@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
 
 from fastapi import APIRouter, Header, Query, Request, WebSocket
 from fastapi.responses import Response
@@ -26,7 +25,7 @@ from services.core.errors import ApiError
 from services.core.http import JsonResponse, error_body
 from services.core.metrics import EVENTS_SENT, STREAMS_ENDED, STREAMS_OPEN
 from services.core.runtime import Runtime
-from services.gateway.delivery import Outcome, deliver, leave_incomplete
+from services.gateway.delivery import Outcome, Write, deliver, leave_incomplete
 from services.gateway.sse import HEARTBEAT, parse_last_event_id, retry_hint
 from services.gateway.stream_item import StreamItem
 from services.gateway.watch import JobEndedError, Plan, Watches
@@ -159,8 +158,8 @@ async def _delivered(
     transport: str,
     plan: Plan,
     watches: Watches,
-    write: Any,
-    disconnected: Any,
+    write: Write,
+    disconnected: Awaitable[None],
     cut: asyncio.Future[None],
 ) -> Outcome:
     STREAMS_OPEN.labels(transport).inc()

@@ -10,8 +10,9 @@ Where a stream starts:
   event, or the current attempt's ``started`` once the job was retried); if the
   aggregator has no state yet (or is away), a bounded seek to the job's first event.
 
-Then ``events`` replays what lies before the fan-out's position with a replay
-reader and hands over to the live records with nothing missed or repeated.
+Then ``events`` takes what lies before the fan-out's position from the
+fan-out's memory of recent records or, further back, with a replay reader, and
+hands over to the live records with nothing missed or repeated.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from schemas.state import JobState
 from services.core.auth import Principal
-from services.core.errors import ApiError, DecodeError
+from services.core.errors import ApiError, TokenrelayError
 from services.core.ids import job_id_ms
 from services.core.job_log import SEEK_MARGIN_MS
 from services.core.partitioner import partition_for
@@ -31,7 +32,7 @@ from services.core.state_client import StateClient, StateUnavailableError
 from services.gateway.event_filter import EventFilter
 from services.gateway.fanout import Fanout, Subscription
 from services.gateway.replay import ReplayReaders
-from services.gateway.stream_item import StreamItem, decode_item, item_of
+from services.gateway.stream_item import StreamItem, item_of
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,11 @@ log = logging.getLogger(__name__)
 STATE_RETRY_S = 5.0
 
 
-class SlowClientError(Exception):
+class SlowClientError(TokenrelayError):
     """The stream's buffer filled while its client was not reading: it is cut off."""
 
 
-class JobEndedError(Exception):
+class JobEndedError(TokenrelayError):
     """The cursor is the job's terminal event: there is nothing more to send."""
 
 
@@ -106,12 +107,8 @@ class Watches:
             return None
         partition = partition_for(job_id, partitions)
         rec = self.fanout.first_recent(partition, job_id.encode(), ms - SEEK_MARGIN_MS)
-        if rec is None or rec.value is None:
-            return None
-        try:
-            return partition, decode_item(rec.offset, rec.value)
-        except DecodeError:
-            return None
+        item = None if rec is None else item_of(rec)
+        return None if item is None else (partition, item)
 
     async def _resume(self, job_id: str, who: Principal, after: int, partitions: int) -> Plan:
         partition = partition_for(job_id, partitions)
