@@ -16,12 +16,17 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from enum import StrEnum
 
+from services.core.errors import TokenrelayError
 from services.gateway.stream_item import StreamItem
 from services.gateway.watch import SlowClientError
 
 log = logging.getLogger(__name__)
 
 Write = Callable[[list[StreamItem]], Awaitable[None]]
+
+
+class ClientGoneError(TokenrelayError):
+    """A write found the connection closed (the client left between two writes)."""
 
 
 class Outcome(StrEnum):
@@ -63,6 +68,8 @@ async def deliver(
             return Outcome.ENDED
         if isinstance(exc, SlowClientError):
             return Outcome.CUT
+        if isinstance(exc, ClientGoneError):
+            return Outcome.GONE
         log.warning("stream failed: %s", exc, exc_info=exc)
         return Outcome.FAILED
     return Outcome.CUT if cut.done() else Outcome.GONE

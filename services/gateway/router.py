@@ -15,7 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Mapping
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket
+from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -25,7 +25,13 @@ from services.core.errors import ApiError
 from services.core.http import JsonResponse, error_body
 from services.core.metrics import EVENTS_SENT, STREAMS_ENDED, STREAMS_OPEN
 from services.core.runtime import Runtime
-from services.gateway.delivery import Outcome, Write, deliver, leave_incomplete
+from services.gateway.delivery import (
+    ClientGoneError,
+    Outcome,
+    Write,
+    deliver,
+    leave_incomplete,
+)
 from services.gateway.sse import HEARTBEAT, parse_last_event_id, retry_hint
 from services.gateway.stream_item import StreamItem
 from services.gateway.watch import JobEndedError, Plan, Watches
@@ -131,8 +137,11 @@ class SseStream(Response):
 
 async def _serve_websocket(websocket: WebSocket, watches: Watches, plan: Plan) -> None:
     async def write(batch: list[StreamItem]) -> None:
-        for item in batch:
-            await websocket.send_text(item.ws)
+        try:
+            for item in batch:
+                await websocket.send_text(item.ws)
+        except WebSocketDisconnect as exc:
+            raise ClientGoneError from exc
         EVENTS_SENT.inc(len(batch))
 
     async def disconnected() -> None:

@@ -15,8 +15,9 @@ from tests.support.ws import read_ws, ws_denial, ws_url
 pytestmark = pytest.mark.kafka
 
 SHORT = {"max_tokens": 20}
-LIVE = {"max_tokens": 60, "provider_options": {"tokens_per_s": 30}}
-"""Two seconds of tokens: long enough to be watched while it runs."""
+LIVE_TOKENS = 120
+LIVE = {"max_tokens": LIVE_TOKENS, "provider_options": {"tokens_per_s": 30}}
+"""Four seconds of tokens: long enough to be watched, left and resumed while it runs."""
 
 
 def wire(events: list[SseEvent]) -> list[tuple[str | None, str, dict[str, object]]]:
@@ -54,7 +55,7 @@ async def test_live_job_gives_the_same_events_as_a_live_sse_watcher(stack: str) 
     assert ws.opened_at_us < completed.data["ts"], "the websocket opened while the job ran"
     assert wire(ws.events) == wire(sse)
     tokens = [e for e in ws.events if e.event == "token"]
-    assert [t.data["index"] for t in tokens] == list(range(1, 61))
+    assert [t.data["index"] for t in tokens] == list(range(1, LIVE_TOKENS + 1))
     assert completed.data["content"] == "".join(str(t.data["text"]) for t in tokens)
     assert ws.close_code == 1000
 
