@@ -40,6 +40,23 @@ PASSED_ON = (
 _LEVEL = re.compile(r"^\S+ (WARNING|ERROR|CRITICAL)\s+(\S+): (.*)$")
 
 
+def log_tail(log: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a child's log, for an error message."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def log_complaints(log: Path) -> Counter[str]:
+    """WARNING and worse lines of a child's log (and tracebacks), by level, logger and message."""
+    found: Counter[str] = Counter()
+    for line in log.read_text(errors="replace").splitlines():
+        m = _LEVEL.match(line)
+        if m:
+            found[f"{m.group(1)} {m.group(2)}: {m.group(3)[:160]}"] += 1
+        elif line.startswith("Traceback"):
+            found["Traceback"] += 1
+    return found
+
+
 def settings_env(settings: Settings, data_dir: Path) -> dict[str, str]:
     return {"TOKENRELAY_DATA_DIR": str(data_dir), **core_settings_env(settings, PASSED_ON)}
 
@@ -121,15 +138,7 @@ class AggregatorChild:
             self.proc.wait()
 
     def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
     def complaints(self) -> Counter[str]:
-        """WARNING and worse lines of the log (and tracebacks), by level, logger and message."""
-        found: Counter[str] = Counter()
-        for line in self.log.read_text(errors="replace").splitlines():
-            m = _LEVEL.match(line)
-            if m:
-                found[f"{m.group(1)} {m.group(2)}: {m.group(3)[:160]}"] += 1
-            elif line.startswith("Traceback"):
-                found["Traceback"] += 1
-        return found
+        return log_complaints(self.log)

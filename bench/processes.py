@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
-import re
 import subprocess
 import sys
 import time
@@ -26,9 +25,9 @@ from typing import Any
 
 import httpx
 
+from bench.child import log_complaints, log_tail
+
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
-# "12:00:01 ERROR services.x: message" as services.core.logs formats a line.
-_LEVEL = re.compile(r"^\S+ (WARNING|ERROR|CRITICAL)\s+(\S+): (.*)$")
 
 Handler = Callable[..., Awaitable[Any]]
 
@@ -240,15 +239,7 @@ class ServiceChild:
         return out
 
     def tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        return log_tail(self.log, lines)
 
     def complaints(self) -> Counter[str]:
-        """WARNING and worse lines of the log (and tracebacks), by level, logger and message."""
-        found: Counter[str] = Counter()
-        for line in self.log.read_text(errors="replace").splitlines():
-            m = _LEVEL.match(line)
-            if m:
-                found[f"{m.group(1)} {m.group(2)}: {m.group(3)[:160]}"] += 1
-            elif line.startswith("Traceback"):
-                found["Traceback"] += 1
-        return found
+        return log_complaints(self.log)
