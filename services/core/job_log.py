@@ -29,10 +29,8 @@ SEEK_MARGIN_MS = 1000
 @dataclass(frozen=True, slots=True)
 class Located:
     partition: int
-    start_offset: int
     first: JobEvent
     first_offset: int
-    first_raw: bytes
 
 
 async def locate(
@@ -58,7 +56,7 @@ async def locate(
     while loop.time() < give_up:
         for rec in await consumer.poll(500, 0.2):
             if rec.key == key and rec.value is not None and rec.partition == partition:
-                return Located(partition, start, decode_event(rec.value), rec.offset, rec.value)
+                return Located(partition, decode_event(rec.value), rec.offset)
         if await consumer.position(topic, partition) >= high:
             return None
     return None

@@ -195,11 +195,13 @@ class Fanout:
         self._positions = dict(ends)
         self._recent = {p: deque(maxlen=self._recent_limit) for p in ends}
 
+    def _every_stream(self) -> list[Subscription]:
+        return [sub for subs in self._subs.values() for sub in subs]
+
     async def end_streams(self) -> None:
         """End every stream (the server is shutting down; clients resume elsewhere)."""
-        for subs in self._subs.values():
-            for sub in subs:
-                sub.close()
+        for sub in self._every_stream():
+            sub.close()
 
     async def stop(self) -> None:
         await self.end_streams()
@@ -213,9 +215,8 @@ class Fanout:
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("fan-out of %s stopped", self.topic, exc_info=exc)
             self._error = f"the fan-out stopped: {exc!r}"
-            for subs in self._subs.values():
-                for sub in subs:
-                    sub.close()
+            for sub in self._every_stream():
+                sub.close()
 
     async def ready(self) -> str | None:
         return self._error
@@ -307,9 +308,8 @@ class Fanout:
         """Every ``heartbeat_s``, wake the streams that had nothing to send meanwhile."""
         while True:
             await asyncio.sleep(self._heartbeat_s)
-            for subs in self._subs.values():
-                for sub in subs:
-                    sub.beat()
+            for sub in self._every_stream():
+                sub.beat()
 
     async def _measure_lag(self) -> None:
         STREAM_CONSUMER_LAG.set(await self._consumer.lag((self.topic, p) for p in self._positions))
