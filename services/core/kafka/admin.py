@@ -11,7 +11,7 @@ import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
 from services.core.errors import KafkaUnavailableError
-from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from, is_transient
+from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from, retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -90,23 +90,18 @@ class Admin:
         """
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         tps = [ck.TopicPartition(topic, p) for p in range(partitions)]
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + timeout
-        while True:
+
+        async def ask() -> dict[int, int]:
             futures = self._admin.list_offsets(
                 dict.fromkeys(tps, latest),
                 isolation_level=ck.IsolationLevel.READ_COMMITTED,
                 request_timeout=timeout,
             )
-            try:
-                return {
-                    tp.partition: (await asyncio.wrap_future(f)).offset for tp, f in futures.items()
-                }
-            except ck.KafkaException as exc:
-                err = exc.args[0]
-                if not is_transient(err) or loop.time() > give_up:
-                    raise error_from(err, f"end offsets of {topic}") from exc
-            await asyncio.sleep(0.2)
+            return {
+                tp.partition: (await asyncio.wrap_future(f)).offset for tp, f in futures.items()
+            }
+
+        return await retry_transient(f"end offsets of {topic}", timeout, ask)
 
     async def group_lag(
         self, group: str, partitions: dict[str, int], timeout: float = 5.0

@@ -5,16 +5,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import confluent_kafka as ck
 
 from services.core.errors import KafkaError
 
 _rdkafka_log = logging.getLogger("librdkafka")
+_log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PRODUCER_DEFAULTS: dict[str, Any] = {
     "acks": "all",
@@ -104,3 +107,26 @@ TRANSIENT_CODES = frozenset(
 
 def is_transient(err: ck.KafkaError) -> bool:
     return bool(err.retriable()) or err.code() in TRANSIENT_CODES
+
+
+async def retry_transient(
+    what: str,
+    timeout: float,
+    attempt: Callable[[], Awaitable[T]],
+    cls: type[KafkaError] = KafkaError,
+) -> T:
+    """``attempt()``, again after transient errors (a leader moving, a topic just created)
+    with a doubling backoff until ``timeout``; other errors and the last one as ``cls``."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout
+    backoff = 0.05
+    while True:
+        try:
+            return await attempt()
+        except ck.KafkaException as exc:
+            err = exc.args[0]
+            if not is_transient(err) or loop.time() + backoff > give_up:
+                raise error_from(err, what, cls) from exc
+            _log.debug("%s: %s; retrying in %.2fs", what, err.str(), backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(backoff * 2, 1.0)

@@ -26,6 +26,7 @@ from services.core.kafka.common import (
     coordinates,
     error_from,
     is_transient,
+    retry_transient,
 )
 
 log = logging.getLogger(__name__)
@@ -81,19 +82,7 @@ class Consumer:
 
     async def _lookup(self, what: str, timeout: float, fn: Callable[..., T], *args: Any) -> T:
         """Run a broker lookup, retrying transient errors (a leader moving) until ``timeout``."""
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + timeout
-        backoff = 0.05
-        while True:
-            try:
-                return await self._call(fn, *args)
-            except ck.KafkaException as exc:
-                err = exc.args[0]
-                if not is_transient(err) or loop.time() + backoff > give_up:
-                    raise error_from(err, what, ConsumeError) from exc
-                log.debug("%s: %s; retrying in %.2fs", what, err.str(), backoff)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
+        return await retry_transient(what, timeout, lambda: self._call(fn, *args), ConsumeError)
 
     @property
     def _c(self) -> ck.Consumer:
