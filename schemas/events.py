@@ -46,13 +46,23 @@ class Usage(BaseModel):
     completion_tokens: int = Field(ge=0)
 
 
+class Percentiles(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    p50: float
+    p90: float
+    p99: float
+
+
 class Queued(_Event):
     type: Literal["queued"] = "queued"
     priority: Priority
     model: str
     provider: str
     batch_id: str | None = None
-    estimated_cost_usd: float | None = None
+    estimated_cost_usd: float | None = Field(
+        default=None, description="Before running: the prompt's estimated tokens and max_tokens."
+    )
 
 
 class Started(_Event):
@@ -86,6 +96,9 @@ class Completed(_Event):
     usage: Usage
     cost_usd: float
     ttft_ms: float | None
+    itl_ms: Percentiles | None = Field(
+        default=None, description="Inter-token latency of this attempt; None below two tokens."
+    )
     duration_ms: float
     tokens_per_s: float
     tokens: int | None = Field(

@@ -83,6 +83,10 @@ class JobRequest(BaseModel):
         return out
 
 
+FAKE_DEFAULT_MAX_TOKENS = 64
+"""Tokens the ``fake`` provider sends when a job sets no ``max_tokens``."""
+
+
 class FakeProviderOptions(BaseModel):
     """``provider_options`` of the ``fake`` provider, to rehearse every path without a network."""
 

@@ -20,6 +20,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from services.analytics import service as analytics
 from services.core.access import Access
 from services.core.errors import ConfigError, KafkaError
 from services.core.http import (
@@ -30,6 +31,7 @@ from services.core.http import (
     install_error_handlers,
 )
 from services.core.kafka import Admin, Producer
+from services.core.prices import load_prices
 from services.core.runtime import Runtime, ServicePart
 from services.core.settings import Settings
 from services.core.state_client import StateClient
@@ -44,6 +46,7 @@ SERVICES: dict[str, Callable[[Runtime], ServicePart]] = {
     "ingest": ingest.create,
     "gateway": gateway.create,
     "worker": worker.create,
+    "analytics": analytics.create,
 }
 STARTUP_TIMEOUT_S = 60.0
 
@@ -99,6 +102,7 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
         admin=Admin(settings.kafka_bootstrap),
         access=Access(settings),
         state=StateClient(settings.aggregator_url),
+        prices=load_prices(settings.prices),
     )
     parts = [SERVICES[n](rt) for n in names]
 

@@ -45,3 +45,14 @@ class ApiError(TokenrelayError):
         self.code = code
         self.message = message
         self.field = field
+
+
+class ClickHouseError(TokenrelayError):
+    """ClickHouse (a server or the embedded chDB) refused or failed a statement.
+
+    ``code`` is ClickHouse's error code when it gave one (164 READONLY, 62 SYNTAX_ERROR, …).
+    """
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code

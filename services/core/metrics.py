@@ -57,3 +57,22 @@ AGGREGATOR_EVENTS = Counter(
 AGGREGATOR_STATE_WRITES = Counter(
     "tokenrelay_aggregator_state_writes_total", "Job states written to the changelog"
 )
+SINK_ROWS = Counter("tokenrelay_sink_rows_total", "Rows the analytics sink inserted", ["table"])
+SINK_RECORDS = Counter(
+    "tokenrelay_sink_records_total", "Records of the tokens topic the analytics sink read"
+)
+SINK_FLUSH_SECONDS = Histogram(
+    "tokenrelay_sink_flush_seconds",
+    "One partition's batch: insert into ClickHouse and commit offsets",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+SINK_INSERT_FAILURES = Counter(
+    "tokenrelay_sink_insert_failures_total", "Inserts into ClickHouse that failed and were retried"
+)
+SINK_REPLAYED_BATCHES = Counter(
+    "tokenrelay_sink_replayed_batches_total",
+    "Batches a restarted sink inserted again under their first deduplication token",
+)
+SINK_LAG = Gauge(
+    "tokenrelay_sink_consumer_lag", "Records of the tokens topic the analytics sink has not read"
+)

@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from services.core.access import Access
 from services.core.http import ReadinessCheck
 from services.core.kafka import Admin, Producer
+from services.core.prices import Prices
 from services.core.settings import Settings
 from services.core.state_client import StateClient
 
@@ -27,6 +28,7 @@ class Runtime:
     admin: Admin
     access: Access
     state: StateClient
+    prices: Prices
 
 
 @dataclass

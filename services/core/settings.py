@@ -41,7 +41,16 @@ class Settings(BaseSettings):
     stream_recent_records: int = Field(default=4096, ge=0)
 
     data_dir: Path = Path(".tokenrelay")
-    clickhouse_url: str | None = None
+    clickhouse_url: str | None = Field(
+        default=None, description="chdb://<dir> (default: <data_dir>/chdb) or http(s)://…"
+    )
+    clickhouse_database: str = Field(default="tokenrelay", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    analytics_group: str = "analytics"
+    sink_batch_records: int = Field(default=50_000, ge=1)
+    sink_flush_s: float = Field(default=1.0, gt=0)
+    sql_max_rows: int = Field(default=10_000, ge=1)
+    sql_timeout_s: float = Field(default=10.0, gt=0)
+    prices: Path | None = Field(default=None, description="A price file; default: the shipped one.")
 
     worker_concurrency: int = Field(default=16, ge=1)
     worker_grace_s: float = Field(default=25.0, ge=0)

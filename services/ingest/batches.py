@@ -98,6 +98,7 @@ def _add_submit_route(router: APIRouter, rt: Runtime, principal: Who, owners: Ba
             return new_submission(
                 req,
                 settings,
+                rt.prices,
                 job_id=new_job_id(),
                 tenant=who.tenant,
                 now=now,

@@ -45,7 +45,9 @@ def make_router(rt: Runtime) -> APIRouter:
         return rt.access.principal(request)
 
     async def submit(req: JobRequest, who: Principal) -> dict[str, Any]:
-        sub = new_submission(req, rt.settings, job_id=new_job_id(), tenant=who.tenant, now=now_us())
+        sub = new_submission(
+            req, rt.settings, rt.prices, job_id=new_job_id(), tenant=who.tenant, now=now_us()
+        )
         (where,) = await publish(rt.producer, topics, [sub], f"job {sub.job_id}")
         log.info(
             "job %s queued by %s at %s[%d]@%d",

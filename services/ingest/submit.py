@@ -21,9 +21,10 @@ from pydantic import BaseModel
 from schemas.commands import JobCommand
 from schemas.control import Control, control_key
 from schemas.events import Queued
-from schemas.jobs import FakeProviderOptions, JobRequest
+from schemas.jobs import FAKE_DEFAULT_MAX_TOKENS, FakeProviderOptions, JobRequest
 from services.core.errors import ApiError, KafkaError
 from services.core.kafka import Delivered, Producer
+from services.core.prices import ESTIMATE_OUTPUT_TOKENS, Prices
 from services.core.serde import encode
 from services.core.settings import Settings, Topics
 
@@ -74,6 +75,7 @@ class Submission:
 def new_submission(
     req: JobRequest,
     settings: Settings,
+    prices: Prices,
     *,
     job_id: str,
     tenant: str,
@@ -82,6 +84,7 @@ def new_submission(
 ) -> Submission:
     """A new job's records; raises a 422 ``ApiError`` naming the field when it cannot run."""
     provider, model = resolve_provider(req, settings)
+    default_out = FAKE_DEFAULT_MAX_TOKENS if provider == "fake" else ESTIMATE_OUTPUT_TOKENS
     queued = Queued(
         job_id=job_id,
         attempt=0,
@@ -93,7 +96,7 @@ def new_submission(
         model=model,
         provider=provider,
         batch_id=batch_id,
-        estimated_cost_usd=0.0,
+        estimated_cost_usd=prices.estimate_usd(model, req, default_out),
     )
     command = JobCommand(
         job_id=job_id,

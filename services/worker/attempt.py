@@ -9,6 +9,7 @@ numbered from ``seq`` 0 (``started``).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -26,12 +27,14 @@ from schemas.events import (
     ErrorKind,
     Failed,
     JobEvent,
+    Percentiles,
     Started,
     Token,
     Usage,
 )
 from schemas.jobs import ResponseFormat
 from services.core.ids import now_us
+from services.core.prices import Prices
 from services.worker.providers.base import Provider, ProviderError
 
 log = logging.getLogger(__name__)
@@ -61,6 +64,24 @@ def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
 
 
+def percentile(ordered: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of sorted values, interpolated between neighbours."""
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def inter_token_latency(arrivals: list[float]) -> Percentiles | None:
+    """p50/p90/p99 of the gaps between consecutive tokens (seconds in, ms out)."""
+    if len(arrivals) < 2:
+        return None
+    gaps = sorted(b - a for a, b in itertools.pairwise(arrivals))
+    return Percentiles(
+        p50=_ms(percentile(gaps, 50)), p90=_ms(percentile(gaps, 90)), p99=_ms(percentile(gaps, 99))
+    )
+
+
 def _parse_json(content: str) -> Any:
     try:
         return orjson.loads(content)
@@ -73,6 +94,8 @@ def _parse_json(content: str) -> Any:
 @dataclass
 class _Progress:
     parts: list[str] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
+    """When each token arrived (monotonic seconds)."""
     first: float | None = None
     finish: str | None = None
     usage: Usage | None = None
@@ -85,8 +108,10 @@ async def _stream(
         async with aclosing(provider.stream(command)) as chunks:  # type: ignore[type-var]
             async for chunk in chunks:
                 if chunk.text:
+                    now = time.monotonic()
                     if out.first is None:
-                        out.first = time.monotonic()
+                        out.first = now
+                    out.arrivals.append(now)
                     out.parts.append(chunk.text)
                     await emit(Token(**ev.fields(), text=chunk.text, index=len(out.parts)))
                 if chunk.finish_reason is not None:
@@ -119,12 +144,14 @@ async def run_attempt(
     worker_id: str,
     cancel: asyncio.Event | None = None,
     cancelled_by: Callable[[], Cancel | CancelBatch | None] = lambda: None,
+    prices: Prices | None = None,
 ) -> JobEvent:
     """Run ``command`` once through ``provider``.
 
     ``started`` and every ``token`` go to ``emit``; the terminal event is returned,
     not emitted, since the caller publishes it together with the job's offset.
     Setting ``cancel`` closes the provider's stream and ends the attempt ``cancelled``.
+    A completed attempt's cost comes from ``prices`` (0 without).
     """
     ev = AttemptEvents(command, worker_id)
     started_us = now_us()
@@ -173,8 +200,13 @@ async def run_attempt(
         parsed=parsed,
         finish_reason=progress.finish,
         usage=usage,
-        cost_usd=0.0,
+        cost_usd=(
+            prices.cost_usd(command.model, usage.prompt_tokens, usage.completion_tokens)
+            if prices is not None
+            else 0.0
+        ),
         ttft_ms=_ms(first - t0) if first is not None else None,
+        itl_ms=inter_token_latency(progress.arrivals),
         duration_ms=_ms(duration),
         tokens_per_s=round(len(parts) / gen_time, 3) if gen_time > 0 else 0.0,
         tokens=len(parts),

@@ -59,6 +59,7 @@ from services.core.metrics import (
     RATE_LIMIT_WAIT,
     TOKENS_PRODUCED,
 )
+from services.core.prices import Prices, load_prices
 from services.core.serde import decode, encode
 from services.core.settings import Settings
 from services.worker.attempt import AttemptEvents, cancelled_event, queue_since_us, run_attempt
@@ -88,11 +89,16 @@ class Job:
 
 class WorkerRunner:
     def __init__(
-        self, settings: Settings, producer: Producer, providers: dict[str, Provider]
+        self,
+        settings: Settings,
+        producer: Producer,
+        providers: dict[str, Provider],
+        prices: Prices | None = None,
     ) -> None:
         self.settings = settings
         self.producer = producer
         self.providers = providers
+        self.prices = prices or load_prices(settings.prices)
         self.topics = settings.topics
         self.concurrency = settings.worker_concurrency
         self.joined = asyncio.Event()
@@ -425,6 +431,7 @@ class WorkerRunner:
                 self.settings.worker_id,
                 watch.event,
                 lambda: self.controls.cancel_for(command),
+                self.prices,
             )
             await asyncio.gather(*deliveries)
         finally:

@@ -8,7 +8,7 @@ from services.worker.runner import WorkerRunner
 
 
 def create(rt: Runtime) -> ServicePart:
-    runner = WorkerRunner(rt.settings, rt.producer, make_providers(rt.settings))
+    runner = WorkerRunner(rt.settings, rt.producer, make_providers(rt.settings), rt.prices)
 
     async def ready() -> str | None:
         return runner.ready_reason()

@@ -166,11 +166,11 @@ class Consumer:
             out.append(Record(*coordinates(m), m.key(), m.value(), ts))
         return out
 
-    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
-        """Commit, for each partition, the offset of the next record to read."""
+    async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None:
+        """Commit, for each partition, the offset of the next record to read (and a note)."""
         if not offsets:
             return
-        tps = [ck.TopicPartition(t, p, o) for (t, p), o in offsets.items()]
+        tps = [ck.TopicPartition(t, p, o, metadata=metadata) for (t, p), o in offsets.items()]
         try:
             await self._call(self._c.commit, offsets=tps, asynchronous=False)
         except ck.KafkaException as exc:

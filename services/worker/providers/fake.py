@@ -17,10 +17,10 @@ from pydantic import ValidationError
 
 from schemas.commands import JobCommand
 from schemas.events import ErrorKind, Usage
-from schemas.jobs import FakeProviderOptions
+from schemas.jobs import FAKE_DEFAULT_MAX_TOKENS, FakeProviderOptions
 from services.worker.providers.base import Chunk, ProviderError
 
-DEFAULT_MAX_TOKENS = 64
+DEFAULT_MAX_TOKENS = FAKE_DEFAULT_MAX_TOKENS
 _WORDS = (
     "the",
     "kafka",

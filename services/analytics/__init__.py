@@ -1,0 +1,1 @@
+"""Analytics: the Kafka → ClickHouse sink, the schema migrations and the analytics API."""

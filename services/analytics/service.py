@@ -1,0 +1,70 @@
+"""Analytics as a service part: migrations at start, the sink, and the analytics API.
+
+It opens three sessions on one ClickHouse (with chDB, one engine in this
+process): the sink's writer, the API's reader, and a read-only one for
+``POST /v1/analytics/sql``. Readiness: the schema is migrated and the sink is
+consuming.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from services.analytics.clickhouse import ClickHouse
+from services.analytics.migrate import migrate
+from services.analytics.router import Engines, make_router
+from services.analytics.sink import Sink
+from services.core.runtime import Runtime, ServicePart
+
+log = logging.getLogger(__name__)
+
+
+def read_only_settings(max_rows: int, timeout_s: float) -> dict[str, object]:
+    """What ClickHouse enforces on the SQL endpoint's session; ``readonly`` is applied last."""
+    return {
+        "max_result_rows": max_rows,
+        "result_overflow_mode": "throw",
+        "max_execution_time": timeout_s,
+        "readonly": 1,
+    }
+
+
+def create(rt: Runtime) -> ServicePart:
+    settings = rt.settings
+    engines = Engines()
+    opened: list[ClickHouse] = []
+    sink: list[Sink] = []
+
+    async def start() -> None:
+        url, db = settings.clickhouse_dsn, settings.clickhouse_database
+        writer = await ClickHouse.open(url, db)
+        opened.append(writer)
+        applied = await migrate(writer)
+        log.info("analytics schema up to date (applied now: %s)", applied or "none")
+        engines.reader = await ClickHouse.open(url, db)
+        opened.append(engines.reader)
+        engines.read_only = await ClickHouse.open(
+            url, db, read_only_settings(settings.sql_max_rows, settings.sql_timeout_s)
+        )
+        opened.append(engines.read_only)
+        sink.append(Sink(settings, rt.producer, writer))
+        await sink[0].start()
+
+    async def stop() -> None:
+        if sink:
+            await sink[0].stop()
+        for ch in reversed(opened):
+            await ch.close()
+
+    async def ready() -> str | None:
+        if not sink:
+            return "analytics is starting"
+        return sink[0].ready_reason()
+
+    return ServicePart(
+        name="analytics",
+        router=make_router(rt, engines),
+        start=start,
+        stop=stop,
+        checks=[ready],
+    )
