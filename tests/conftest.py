@@ -25,9 +25,19 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield bootstrap
 
 
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The test process's one embedded ClickHouse: chDB allows one data directory per process.
+
+    Tests share it and each gets a database of its own; a service run in a child
+    process uses a directory of its own instead.
+    """
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
 @pytest.fixture
-def make_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[object]:
-    """Settings with fresh uuid topics and groups, so tests never see each other's records."""
+def make_settings(kafka_bootstrap: str, chdb_url: str, tmp_path: Path) -> Iterator[object]:
+    """Settings with fresh uuid topics, groups and database, so tests never see each other's."""
 
     def make(**overrides: object) -> Settings:
         run = uuid.uuid4().hex[:10]
@@ -35,6 +45,9 @@ def make_settings(kafka_bootstrap: str, tmp_path: Path) -> Iterator[object]:
             "kafka_bootstrap": kafka_bootstrap,
             "topic_prefix": f"t{run}",
             "worker_group": f"workers-{run}",
+            "analytics_group": f"analytics-{run}",
+            "clickhouse_url": chdb_url,
+            "clickhouse_database": f"t{run}",
             "api_keys": API_KEYS,
             "data_dir": tmp_path / "data",
             "fake_tokens_per_s": 400.0,
