@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import orjson
@@ -30,7 +30,7 @@ def _settings() -> Settings:
 
 @app.command()
 def serve(
-    names: Annotated[list[str], typer.Argument(help="ingest, gateway, worker")],
+    names: Annotated[list[str], typer.Argument(help="ingest, gateway, worker, analytics")],
     port: Annotated[
         int | None, typer.Option(help="HTTP port (default TOKENRELAY_HTTP_PORT)")
     ] = None,
@@ -66,6 +66,70 @@ def up() -> None:
 
 def _default_key(settings: Settings) -> str:
     return next(iter(parse_api_keys(settings.api_keys.get_secret_value())))
+
+
+UrlOption = Annotated[
+    str | None, typer.Option(help="the public face; default http://TOKENRELAY_HTTP_HOST:PORT")
+]
+KeyOption = Annotated[
+    str | None, typer.Option(envvar="TOKENRELAY_API_KEY", help="default: the first configured")
+]
+
+
+def _api(url: str | None, api_key: str | None) -> httpx.Client:
+    settings = _settings()
+    base = url or f"http://{settings.http_host}:{settings.http_port}"
+    headers = {"Authorization": f"Bearer {api_key or _default_key(settings)}"}
+    return httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(60))
+
+
+def _answer(r: httpx.Response) -> Any:
+    if r.status_code != 200:
+        err.print(f"[red]{r.status_code}[/red] {r.text}")
+        raise typer.Exit(1)
+    return r.json()
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="read-only ClickHouse SQL, e.g. SELECT …")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON answer")] = False,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Run read-only SQL on the analytics tables (admin key) and print a table."""
+    from services.cli_tables import table_of
+
+    with _api(url, api_key) as client:
+        body = _answer(client.post("/v1/analytics/sql", json={"sql": query}))
+    if as_json:
+        sys.stdout.write(orjson.dumps(body).decode() + "\n")
+        return
+    Console().print(table_of(body["columns"], body["rows"]))
+    err.print(f"{len(body['rows'])} rows")
+
+
+@app.command()
+def stats(
+    minutes: Annotated[int, typer.Option(min=1, help="the window, up to now")] = 60,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
+) -> None:
+    """Cost by model and throughput per minute over the last hour (or --minutes)."""
+    import datetime as dt
+
+    from services.cli_tables import stats_summary, table_of_dicts
+
+    since = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)).isoformat()
+    with _api(url, api_key) as client:
+        cost = _answer(client.get("/v1/analytics/cost", params={"since": since}))["rows"]
+        rate = _answer(
+            client.get("/v1/analytics/throughput", params={"since": since, "interval": "minute"})
+        )["rows"]
+    out = Console()
+    out.print(table_of_dicts(cost, "cost by model (whole hours)"))
+    out.print(table_of_dicts([r for r in rate if r["jobs"]], "throughput per minute"))
+    out.print(stats_summary(cost, rate, minutes * 60))
 
 
 @app.command()

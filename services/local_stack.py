@@ -1,9 +1,10 @@
 """``tokenrelay up`` (``make up``): a whole stack on one machine, and everything stopped on exit.
 
 Starts the local broker unless ``TOKENRELAY_KAFKA_BOOTSTRAP`` points at one that
-answers, then one process for the public face (ingest + gateway), one worker process
-and one aggregator (job state), waits until ``/readyz`` of the public face and
-of the aggregator say the stack can take, run and report a job, prints
+answers, then one process for the public face (ingest + gateway + analytics, which
+owns the embedded ClickHouse), one worker process and one aggregator (job state),
+waits until ``/readyz`` of the public face and of the aggregator say the stack can
+take, run and report a job, prints
 the URLs and the dev API key, and on Ctrl-C or SIGTERM stops what it started,
 broker included, in reverse order.
 """
@@ -107,11 +108,13 @@ def _banner(settings: Settings, logs: Path, seconds: float) -> str:
         f"  API          {base}/v1/jobs\n"
         f"  health       {base}/readyz\n"
         f"  metrics      {base}/metrics\n"
+        f"  analytics    {base}/v1/analytics/cost  (ClickHouse: {settings.clickhouse_dsn})\n"
         f"  worker       http://{settings.http_host}:{settings.http_port + 1}/readyz\n"
         f"  aggregator   {settings.aggregator_url}/readyz\n"
         f"  API key      {key}\n"
         f"  logs         {logs}\n\n"
         f'  try:  .venv/bin/tokenrelay submit "hello" --stream\n'
+        f"        .venv/bin/tokenrelay stats\n"
         f"Ctrl-C stops everything.\n"
     )
 
@@ -129,7 +132,11 @@ def up(settings: Settings) -> None:
     }
     port = settings.http_port
     procs = [
-        _spawn(["serve", "ingest", "gateway", "--port", str(port)], logs / "public.log", env),
+        _spawn(
+            ["serve", "ingest", "gateway", "analytics", "--port", str(port)],
+            logs / "public.log",
+            env,
+        ),
         _spawn(["serve", "worker", "--port", str(port + 1)], logs / "worker.log", env),
         _spawn(["aggregator"], logs / "aggregator.log", env),
     ]
