@@ -3,9 +3,9 @@
 Every event but ``token`` becomes a ``job_events`` row; a terminal event
 (``completed``, ``failed``, ``cancelled``) also becomes a ``jobs`` row, filled
 with what the job's ``queued`` and ``started`` events said (its ``JobContext``).
-Events are read as plain JSON, not through the pydantic models: the sink reads
-every record of the topic and must keep up with all of them. A record that is
-not an event is a ``DecodeError``; the sink sends it to the DLQ.
+Token events, most of the topic, are recognised without being parsed; every
+other event is validated against its schema, so that a record ClickHouse would
+refuse never blocks the sink: it is a ``DecodeError``, and goes to the DLQ.
 """
 
 from __future__ import annotations
@@ -14,9 +14,18 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import orjson
+from pydantic import ValidationError
 
-from schemas.events import TERMINAL_EVENT_TYPES
+from schemas.events import (
+    Cancelled,
+    Completed,
+    Failed,
+    JobEvent,
+    Queued,
+    Retrying,
+    Started,
+    parse_event,
+)
 from services.core.errors import DecodeError
 from services.core.kafka import Record
 from services.core.prices import NANO
@@ -69,8 +78,9 @@ JOB_COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
+Terminal = Completed | Failed | Cancelled
 STATUS_OF_TERMINAL = {"completed": "succeeded", "failed": "failed", "cancelled": "cancelled"}
-_BULKY = ("content", "parsed")
+_BULKY = {"content", "parsed"}
 """Fields of ``completed`` left out of ``job_events.payload``: the output lives in Kafka."""
 _TOKEN = b'"type":"token"'
 _CONTENT = b'"content"'
@@ -97,21 +107,20 @@ class JobContext:
     started_at: int | None = None
     queue_wait_ms: float | None = None
 
-    def learn(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == "queued":
-            self.queued_at = event["ts"]
-            self.priority = event["priority"]
-            self.model = event["model"]
-            self.provider = event["provider"]
-            self.batch_id = event.get("batch_id") or ""
-            self.estimated_cost_usd = event.get("estimated_cost_usd")
-        elif kind == "started":
-            self.started_attempt = event["attempt"]
-            self.started_at = event["ts"]
-            self.queue_wait_ms = event.get("queue_wait_ms")
-            self.model = event["model"]
-            self.provider = event["provider"]
+    def learn(self, event: JobEvent) -> None:
+        if isinstance(event, Queued):
+            self.queued_at = event.ts
+            self.priority = event.priority.value
+            self.model = event.model
+            self.provider = event.provider
+            self.batch_id = event.batch_id or ""
+            self.estimated_cost_usd = event.estimated_cost_usd
+        elif isinstance(event, Started):
+            self.started_attempt = event.attempt
+            self.started_at = event.ts
+            self.queue_wait_ms = event.queue_wait_ms
+            self.model = event.model
+            self.provider = event.provider
 
 
 @dataclass(slots=True)
@@ -132,8 +141,8 @@ class Columns:
         return len(self.data[0])
 
 
-def decode_lifecycle(record: Record) -> dict[str, Any] | None:
-    """The event in ``record``, or None for a ``token`` event (most records, skipped unparsed).
+def decode_lifecycle(record: Record) -> JobEvent | None:
+    """The event in ``record``, or None for a ``token`` event (skipped unparsed).
 
     A token's text is JSON-escaped, so ``"type":"token"`` can only be its own type
     field; ``completed`` (whose parsed output might hold that text) always has ``content``.
@@ -144,82 +153,79 @@ def decode_lifecycle(record: Record) -> dict[str, Any] | None:
     if _TOKEN in value and _CONTENT not in value:
         return None
     try:
-        event = orjson.loads(value)
-        if not isinstance(event, dict) or not isinstance(event.get("type"), str):
-            raise DecodeError("not a JobEvent: no type")
-        for key in ("job_id", "attempt", "seq", "ts", "tenant", "worker_id"):
-            if key not in event:
-                raise DecodeError(f"not a JobEvent: no {key}")
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"not JSON: {exc}") from exc
-    return None if event["type"] == "token" else event
+        event = parse_event(value)
+    except ValidationError as exc:
+        raise DecodeError(f"not a JobEvent: {exc}") from exc
+    return None if event.type == "token" else event
 
 
-def event_row(event: dict[str, Any], record: Record, ctx: JobContext | None) -> tuple[Any, ...]:
-    kind = event["type"]
+def event_row(event: JobEvent, record: Record, ctx: JobContext | None) -> tuple[Any, ...]:
     payload = record.value or b""
-    if kind == "completed":
-        payload = orjson.dumps({k: v for k, v in event.items() if k not in _BULKY})
+    if isinstance(event, Completed):
+        payload = event.model_dump_json(by_alias=True, exclude=_BULKY).encode()
+    queued = event if isinstance(event, Queued) else None
+    named = event if isinstance(event, Queued | Started) else None
+    error_kind = event.error_kind.value if isinstance(event, Failed | Retrying) else ""
     return (
-        event["job_id"],
-        event["attempt"],
-        event["seq"],
-        kind,
-        event["ts"],
-        event["tenant"],
-        event["worker_id"],
-        event.get("priority") or (ctx.priority if ctx else ""),
-        event.get("model") or (ctx.model if ctx else ""),
-        event.get("provider") or (ctx.provider if ctx else ""),
-        event.get("batch_id") or (ctx.batch_id if ctx else ""),
-        event.get("error_kind") or "",
+        event.job_id,
+        event.attempt,
+        event.seq,
+        event.type,
+        event.ts,
+        event.tenant,
+        event.worker_id,
+        queued.priority.value if queued else (ctx.priority if ctx else ""),
+        named.model if named else (ctx.model if ctx else ""),
+        named.provider if named else (ctx.provider if ctx else ""),
+        (queued.batch_id or "") if queued else (ctx.batch_id if ctx else ""),
+        error_kind,
         payload.decode(),
         record.partition,
         record.offset,
     )
 
 
-def is_terminal(event: dict[str, Any]) -> bool:
-    return event["type"] in TERMINAL_EVENT_TYPES
-
-
-def job_row(event: dict[str, Any], record: Record, ctx: JobContext) -> tuple[Any, ...]:
+def job_row(event: Terminal, record: Record, ctx: JobContext) -> tuple[Any, ...]:
     """The ``jobs`` row of a terminal event."""
-    kind = event["type"]
-    usage = event.get("usage") or {}
-    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-    tokens = event.get("tokens")
-    started_at = ctx.started_at if ctx.started_attempt == event["attempt"] else None
-    ttft = event.get("ttft_ms")
-    itl = event.get("itl_ms") or {}
+    done = event if isinstance(event, Completed) else None
+    usage = done.usage if done else None
+    prompt = usage.prompt_tokens if usage else 0
+    completion = usage.completion_tokens if usage else 0
+    tokens = event.tokens if event.tokens is not None else completion
+    started_at = ctx.started_at if ctx.started_attempt == event.attempt else None
+    ttft = done.ttft_ms if done else None
+    itl = done.itl_ms if done else None
+    first_token_at = None
+    if started_at is not None and ttft is not None:
+        first_token_at = started_at + round(ttft * 1000)
     return (
-        event["job_id"],
-        event["attempt"],
-        event["tenant"],
+        event.job_id,
+        event.attempt,
+        event.tenant,
         ctx.batch_id,
         ctx.priority,
         ctx.model,
         ctx.provider,
-        STATUS_OF_TERMINAL[kind],
-        event.get("error_kind") or "",
-        event.get("finish_reason") or "",
-        event["worker_id"],
+        STATUS_OF_TERMINAL[event.type],
+        event.error_kind.value if isinstance(event, Failed) else "",
+        (done.finish_reason or "") if done else "",
+        event.worker_id,
         prompt,
         completion,
-        tokens if tokens is not None else completion,
-        usd(event.get("cost_usd")),
+        tokens,
+        usd(done.cost_usd if done else None),
         usd(ctx.estimated_cost_usd),
-        ctx.queued_at if ctx.queued_at is not None else (started_at or event["ts"]),
+        ctx.queued_at if ctx.queued_at is not None else (started_at or event.ts),
         started_at,
-        started_at + round(ttft * 1000) if started_at is not None and ttft is not None else None,
-        event["ts"],
+        first_token_at,
+        event.ts,
         ctx.queue_wait_ms if started_at is not None else None,
         ttft,
-        itl.get("p50"),
-        itl.get("p90"),
-        itl.get("p99"),
-        event.get("duration_ms"),
-        event.get("tokens_per_s"),
+        itl.p50 if itl else None,
+        itl.p90 if itl else None,
+        itl.p99 if itl else None,
+        done.duration_ms if done else None,
+        done.tokens_per_s if done else None,
         record.partition,
         record.offset,
     )

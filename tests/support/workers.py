@@ -38,11 +38,21 @@ PASSED_ON = (
     "aggregator_url",
     "stream_buffer_events",
     "stream_token_ttl_s",
+    "prices",
+    "analytics_group",
+    "clickhouse_database",
+    "sink_batch_records",
+    "sink_flush_s",
+    "sql_max_rows",
+    "sql_timeout_s",
 )
+"""Settings a child gets from the test's. Not ``clickhouse_url``: chDB allows one data
+directory per process, so a child keeps its own (``<its data dir>/chdb`` by default)."""
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    return core_settings_env(settings, PASSED_ON)
+    """The child's ``TOKENRELAY_*`` variables; a setting left None keeps its default."""
+    return core_settings_env(settings, [n for n in PASSED_ON if getattr(settings, n) is not None])
 
 
 @dataclass

@@ -58,10 +58,20 @@ def test_token_events_are_skipped_and_lifecycle_events_read() -> None:
     assert decode_lifecycle(record(tok)) is None
     # completed output that contains the text of a token's type is still a completed event
     done = decode_lifecycle(record(completed('{"type":"token"}')))
-    assert done is not None and done["type"] == "completed"
+    assert isinstance(done, Completed) and done.content == '{"type":"token"}'
 
 
-@pytest.mark.parametrize("value", [b"not json", b"[]", b'{"type": "queued"}', None])
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"not json",
+        b"[]",
+        b'{"type": "queued"}',
+        None,
+        # well-formed JSON whose field ClickHouse would refuse
+        encode(queued()).replace(b'"ts":1000000', b'"ts":"yesterday"'),
+    ],
+)
 def test_a_record_that_is_not_an_event_is_a_decode_error(value: bytes | None) -> None:
     with pytest.raises(DecodeError):
         decode_lifecycle(Record("tokens", 0, 1, None, value, 0))
@@ -70,9 +80,9 @@ def test_a_record_that_is_not_an_event_is_a_decode_error(value: bytes | None) ->
 def test_a_finished_job_row_carries_what_its_queued_and_started_events_said() -> None:
     ctx = JobContext()
     for ev in (queued(), started()):
-        ctx.learn(decode_lifecycle(record(ev)) or {})
+        ctx.learn(ev)
     event = decode_lifecycle(record(completed(), offset=9))
-    assert event is not None
+    assert isinstance(event, Completed)
     row = dict(zip(JOB_COLUMNS, job_row(event, record(completed(), offset=9), ctx), strict=True))
     assert row["status"] == "succeeded"
     assert (row["priority"], row["model"], row["provider"], row["batch_id"]) == (
@@ -91,12 +101,12 @@ def test_a_finished_job_row_carries_what_its_queued_and_started_events_said() ->
 
 def test_a_job_cancelled_or_failed_before_its_attempt_started_has_no_start() -> None:
     ctx = JobContext()
-    ctx.learn(decode_lifecycle(record(queued())) or {})
+    ctx.learn(queued())
     failed = Failed(
         **COMMON, attempt=1, seq=0, ts=5, error_kind="auth", message="no", retryable=False
     )
     event = decode_lifecycle(record(failed))
-    assert event is not None
+    assert isinstance(event, Failed)
     row = dict(zip(JOB_COLUMNS, job_row(event, record(failed), ctx), strict=True))
     assert row["status"] == "failed" and row["error_kind"] == "auth"
     assert row["started_at"] is None and row["first_token_at"] is None
