@@ -80,7 +80,7 @@ class ClickHouse:
 
     @classmethod
     async def open(
-        cls, url: str, database: str, settings: Mapping[str, Any] | None = None
+        cls, url: str, database: str, settings: Mapping[str, Any] | None = None, role: str = ""
     ) -> ClickHouse:
         """Connect to ``database`` at ``url``, creating the database first if it is missing."""
 
@@ -97,7 +97,7 @@ class ClickHouse:
             return _client(url, database, ordered)
 
         client = await asyncio.to_thread(connect)
-        log.info("clickhouse %s database %s", _safe(url), database)
+        log.info("clickhouse %s session on %s, database %s", role, _safe(url), database)
         return cls(client, url, database)
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

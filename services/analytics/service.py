@@ -37,14 +37,14 @@ def create(rt: Runtime) -> ServicePart:
 
     async def start() -> None:
         url, db = settings.clickhouse_dsn, settings.clickhouse_database
-        writer = await ClickHouse.open(url, db)
+        writer = await ClickHouse.open(url, db, role="sink")
         opened.append(writer)
         applied = await migrate(writer)
         log.info("analytics schema up to date (applied now: %s)", applied or "none")
-        engines.reader = await ClickHouse.open(url, db)
+        engines.reader = await ClickHouse.open(url, db, role="api")
         opened.append(engines.reader)
         engines.read_only = await ClickHouse.open(
-            url, db, read_only_settings(settings.sql_max_rows, settings.sql_timeout_s)
+            url, db, read_only_settings(settings.sql_max_rows, settings.sql_timeout_s), "read-only"
         )
         opened.append(engines.read_only)
         sink.append(Sink(settings, rt.producer, writer))

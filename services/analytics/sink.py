@@ -17,6 +17,7 @@ where every earlier batch of the partition already is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
@@ -71,7 +72,7 @@ class Sink:
         self.contexts: OrderedDict[str, JobContext] = OrderedDict()
         self.buffers: dict[TopicPartition, PartitionBuffer] = {}
         self._changes: deque[tuple[str, Any]] = deque()
-        self._stopping = False
+        self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._assigned = False
         self._problem: str | None = "not started"
@@ -85,13 +86,13 @@ class Sink:
         self._task = asyncio.create_task(self._run(), name="analytics-sink")
 
     async def stop(self) -> None:
-        self._stopping = True
+        self._stopping.set()
         if self._task is not None:
             await self._task
 
     async def _run(self) -> None:
         pause = RESTART_PAUSE_S[0]
-        while not self._stopping:
+        while not self._stopping.is_set():
             try:
                 await self._session()
                 return
@@ -99,7 +100,8 @@ class Sink:
                 self._problem = f"analytics sink: {exc}"
                 SINK_INSERT_FAILURES.inc()
                 log.warning("analytics sink restarts in %.1fs after: %s", pause, exc)
-                await asyncio.sleep(pause)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause)
                 pause = min(pause * 2, RESTART_PAUSE_S[1])
 
     # --- one consumer session ---------------------------------------------------------------
@@ -119,12 +121,12 @@ class Sink:
                 on_revoke=lambda tps: self._changes.append(("revoke", tps)),
             )
             next_lag = 0.0
-            while not self._stopping:
+            while not self._stopping.is_set():
                 records = await consumer.poll(POLL_RECORDS, timeout=0.2)
                 self._apply_changes()
                 SINK_RECORDS.inc(len(records))
                 now = time.monotonic()
-                batches = [b for r in records if (b := self._buffer(r).add(r, now)) is not None]
+                batches = [b for r in records if (b := self._add(r, now)) is not None]
                 batches += [b for buf in self.buffers.values() if (b := buf.due(now)) is not None]
                 for batch in batches:
                     await self._flush(consumer, batch)
@@ -157,8 +159,10 @@ class Sink:
         self._assigned = True
         log.info("analytics sink assigned %s", sorted(p for _, p in committed))
 
-    def _buffer(self, record: Record) -> PartitionBuffer:
-        return self.buffers[(record.topic, record.partition)]
+    def _add(self, record: Record, now: float) -> Batch | None:
+        buf = self.buffers.get((record.topic, record.partition))
+        # A record of a partition revoked meanwhile is left to its next owner.
+        return buf.add(record, now) if buf is not None else None
 
     async def _flush_all(self, consumer: Consumer) -> None:
         """At shutdown: insert and commit what is buffered (an unfinished replay waits)."""

@@ -43,7 +43,7 @@ def test_another_price_file_replaces_the_shipped_one(tmp_path: Path) -> None:
 def test_a_bad_price_file_is_a_config_error_naming_it(tmp_path: Path, text: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(text)
-    with pytest.raises(ConfigError, match="bad.json"):
+    with pytest.raises(ConfigError, match=r"bad\.json"):
         load_prices(path)
 
 
