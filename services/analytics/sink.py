@@ -42,10 +42,10 @@ from services.core.ids import now_us
 from services.core.kafka import Committed, Consumer, Producer, Record, TopicPartition
 from services.core.metrics import (
     SINK_FLUSH_SECONDS,
-    SINK_INSERT_FAILURES,
     SINK_LAG,
     SINK_RECORDS,
     SINK_REPLAYED_BATCHES,
+    SINK_RESTARTS,
     SINK_ROWS,
 )
 from services.core.serde import encode
@@ -98,7 +98,7 @@ class Sink:
                 return
             except (KafkaError, ClickHouseError) as exc:
                 self._problem = f"analytics sink: {exc}"
-                SINK_INSERT_FAILURES.inc()
+                SINK_RESTARTS.inc()
                 log.warning("analytics sink restarts in %.1fs after: %s", pause, exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), pause)
@@ -108,6 +108,7 @@ class Sink:
 
     async def _session(self) -> None:
         self.buffers.clear()
+        self._changes.clear()
         self.contexts.clear()  # the batches in flight are read again, with their contexts
         consumer = Consumer(
             self.settings.kafka_bootstrap,

@@ -66,8 +66,9 @@ SINK_FLUSH_SECONDS = Histogram(
     "One partition's batch: insert into ClickHouse and commit offsets",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
-SINK_INSERT_FAILURES = Counter(
-    "tokenrelay_sink_insert_failures_total", "Inserts into ClickHouse that failed and were retried"
+SINK_RESTARTS = Counter(
+    "tokenrelay_sink_restarts_total",
+    "Sink sessions ended by a Kafka or ClickHouse error (the next one resumes from the commits)",
 )
 SINK_REPLAYED_BATCHES = Counter(
     "tokenrelay_sink_replayed_batches_total",
