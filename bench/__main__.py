@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from bench import aggregator_drain, gateway_fanout, job_state, worker_scheduling
+
+IN_OWN_PROCESS = ("bench.analytics_sink", "bench.analytics_rollup")
+"""chDB allows one data directory per process, and each of these opens a fresh one."""
 
 
 def main() -> None:
@@ -10,6 +16,8 @@ def main() -> None:
     job_state.main()
     aggregator_drain.main()
     gateway_fanout.main([])
+    for module in IN_OWN_PROCESS:
+        subprocess.run([sys.executable, "-m", module], check=True)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ import re
 import shutil
 import statistics
 import tempfile
-from collections import Counter
+import threading
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,30 +67,36 @@ def spread(ms: list[float]) -> dict[str, float]:
     }
 
 
-def thread_cpu_s() -> Counter[str]:
+def thread_cpu_s() -> dict[str, float]:
     """CPU seconds (user + system) of this process's threads, by thread name less its number.
 
     Shows where the time goes: the event loop's thread (``MainThread``), the ClickHouse
-    client's thread, librdkafka's threads and chDB's own pools.
+    client's thread (``clickhouse``), the consumer's (``consumer``), librdkafka's threads
+    (``rdk:…``) and chDB's own pools (``ThreadPool``, ``QueryPipelineEx``, …). Python threads
+    are named as ``threading`` names them, the others as the kernel does.
     """
-    out: Counter[str] = Counter()
+    python = {t.native_id: t.name for t in threading.enumerate() if t.native_id is not None}
+    out: defaultdict[str, float] = defaultdict(float)
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         try:
-            name = (task / "comm").read_text().strip()
+            comm = (task / "comm").read_text().strip()
             stat = (task / "stat").read_text()
         except OSError:  # the thread ended while we looked
             continue
+        name = python.get(int(task.name), comm)
         fields = stat[stat.rindex(")") + 2 :].split()
         out[_DIGITS.sub("", name) or name] += (int(fields[11]) + int(fields[12])) / TICKS_PER_S
-    return out
+    return dict(out)
 
 
-def cpu_by_thread(before: Counter[str], after: Counter[str], seconds: float) -> dict[str, float]:
+def cpu_by_thread(
+    before: dict[str, float], after: dict[str, float], seconds: float
+) -> dict[str, float]:
     """CPU % (100 % = one core) of each thread group between two ``thread_cpu_s``, largest first.
 
     Threads that ended between the two samples are not counted.
     """
-    pct = {k: 100 * (after[k] - before.get(k, 0.0)) / seconds for k in after}
+    pct = {k: 100 * (v - before.get(k, 0.0)) / seconds for k, v in after.items()}
     return {k: round(v, 1) for k, v in sorted(pct.items(), key=lambda kv: -kv[1]) if v >= 0.5}
 
 

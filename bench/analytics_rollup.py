@@ -379,9 +379,8 @@ def max_relative_diff(a: Rows, b: Rows) -> float:
 
 async def ask(ch: ClickHouse, qs: list[Question], reps: int) -> None:
     for q in qs:
-        for how, (sql, params) in (("rollup", q.api), ("jobs", q.direct)):
-            if how == "jobs" and q.direct is None:
-                continue
+        asked = [("rollup", q.api)] + ([("jobs", q.direct)] if q.direct is not None else [])
+        for how, (sql, params) in asked:
             q.timings[how], q.answers[how] = await timed(ch, sql, params, reps)
         r, j = spread(q.timings["rollup"]), spread(q.timings.get("jobs", [math.nan]))
         console.print(
