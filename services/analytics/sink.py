@@ -23,16 +23,17 @@ import time
 from collections import OrderedDict, deque
 from typing import Any
 
+import orjson
+
 from schemas.dead_letter import DeadLetter
-from schemas.events import Cancelled, Completed, Failed, JobEvent, Queued, Started, parse_event
 from services.analytics.batching import Batch, PartitionBuffer, intent_note
 from services.analytics.clickhouse import ClickHouse
 from services.analytics.rows import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
+    STATUS_OF_TERMINAL,
     Columns,
     JobContext,
-    Terminal,
     decode_lifecycle,
     event_row,
     job_row,
@@ -194,7 +195,7 @@ class Sink:
 
     async def _rows(self, batch: Batch) -> tuple[Columns, Columns]:
         events, jobs = Columns(EVENT_COLUMNS), Columns(JOB_COLUMNS)
-        unknown: list[tuple[Terminal, Record]] = []
+        unknown: list[tuple[dict[str, Any], Record]] = []
         for record in batch.records:
             try:
                 event = decode_lifecycle(record)
@@ -205,21 +206,21 @@ class Sink:
                 continue
             ctx = self._learn(event)
             events.append(event_row(event, record, ctx))
-            if isinstance(event, Completed | Failed | Cancelled):
-                ctx = self.contexts.pop(event.job_id, None)
+            if event["type"] in STATUS_OF_TERMINAL:
+                ctx = self.contexts.pop(event["job_id"], None)
                 if ctx is None:
                     unknown.append((event, record))
                 else:
                     jobs.append(job_row(event, record, ctx))
         if unknown:
-            found = await self._read_contexts({e.job_id for e, _ in unknown})
+            found = await self._read_contexts({e["job_id"] for e, _ in unknown})
             for event, record in unknown:
-                jobs.append(job_row(event, record, found.get(event.job_id, JobContext())))
+                jobs.append(job_row(event, record, found.get(event["job_id"], JobContext())))
         return events, jobs
 
-    def _learn(self, event: JobEvent) -> JobContext | None:
-        job_id = event.job_id
-        if not isinstance(event, Queued | Started):
+    def _learn(self, event: dict[str, Any]) -> JobContext | None:
+        job_id = event["job_id"]
+        if event["type"] not in ("queued", "started"):
             return self.contexts.get(job_id)
         ctx = self.contexts.get(job_id)
         if ctx is None:
@@ -239,7 +240,7 @@ class Sink:
         )
         out: dict[str, JobContext] = {}
         for job_id, payload in rows.rows:
-            out.setdefault(job_id, JobContext()).learn(parse_event(payload))
+            out.setdefault(job_id, JobContext()).learn(orjson.loads(payload))
         missing = job_ids - out.keys()
         if missing:
             log.warning("no queued event stored for %d jobs, e.g. %s", len(missing), min(missing))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from schemas.events import Completed, Failed, Percentiles, Queued, Started, Token, Usage
@@ -16,7 +17,6 @@ from services.analytics.rows import (
     decode_lifecycle,
     event_row,
     job_row,
-    usd,
 )
 from services.core.errors import DecodeError
 from services.core.kafka import Record
@@ -53,44 +53,72 @@ def completed(text: str = "hello") -> Completed:
     )
 
 
+def decoded(event: object) -> dict[str, object]:
+    out = decode_lifecycle(record(event))
+    assert out is not None
+    return out
+
+
+def test_every_event_the_schema_allows_decodes() -> None:
+    failed = Failed(
+        **COMMON, attempt=1, seq=0, ts=5, error_kind="auth", message="no", retryable=False
+    )
+    for event in (queued(), started(), completed(), failed):
+        assert decoded(event)["type"] == event.type
+
+
 def test_token_events_are_skipped_and_lifecycle_events_read() -> None:
     tok = Token(**COMMON, attempt=1, seq=1, ts=1, text='"type":"token"', index=1)
     assert decode_lifecycle(record(tok)) is None
     # completed output that contains the text of a token's type is still a completed event
-    done = decode_lifecycle(record(completed('{"type":"token"}')))
-    assert isinstance(done, Completed) and done.content == '{"type":"token"}'
+    done = decoded(completed('{"type":"token"}'))
+    assert done["type"] == "completed" and done["content"] == '{"type":"token"}'
+
+
+def _with(event: object, **change: object) -> bytes:
+    data = orjson.loads(encode(event))  # type: ignore[arg-type]
+    data.update(change)
+    return orjson.dumps(data)
 
 
 @pytest.mark.parametrize(
-    "value",
+    ("value", "field"),
     [
-        b"not json",
-        b"[]",
-        b'{"type": "queued"}',
-        None,
-        # well-formed JSON whose field ClickHouse would refuse
-        encode(queued()).replace(b'"ts":1000000', b'"ts":"yesterday"'),
+        (b"not json", "JSON"),
+        (b"[]", "object"),
+        (b'{"type": "queued"}', "job_id"),
+        (None, "empty"),
+        (_with(queued(), ts="yesterday"), "ts"),
+        (_with(queued(), ts=2**63), "ts"),
+        (_with(queued(), priority="whenever"), "priority"),
+        (_with(started(), attempt=70_000), "attempt"),
+        (_with(started(), seq=-1), "seq"),
+        (_with(completed(), cost_usd=-1), "cost_usd"),
+        (_with(completed(), usage={"prompt_tokens": 1}), "completion_tokens"),
+        (_with(completed(), itl_ms={"p50": "fast"}), "p50"),
+        (_with(completed(), type="finished"), "type"),
     ],
 )
-def test_a_record_that_is_not_an_event_is_a_decode_error(value: bytes | None) -> None:
-    with pytest.raises(DecodeError):
+def test_a_record_clickhouse_would_refuse_is_a_decode_error_naming_the_field(
+    value: bytes | None, field: str
+) -> None:
+    with pytest.raises(DecodeError, match=field):
         decode_lifecycle(Record("tokens", 0, 1, None, value, 0))
 
 
 def test_a_finished_job_row_carries_what_its_queued_and_started_events_said() -> None:
     ctx = JobContext()
     for ev in (queued(), started()):
-        ctx.learn(ev)
-    event = decode_lifecycle(record(completed(), offset=9))
-    assert isinstance(event, Completed)
+        ctx.learn(decoded(ev))
+    event = decoded(completed())
     row = dict(zip(JOB_COLUMNS, job_row(event, record(completed(), offset=9), ctx), strict=True))
     assert row["status"] == "succeeded"
     assert (row["priority"], row["model"], row["provider"], row["batch_id"]) == (
         "high", "gpt-4o-mini", "openai", "b1",
     )
     assert (row["prompt_tokens"], row["completion_tokens"], row["tokens"]) == (7, 2, 2)
-    assert row["cost_usd"] == Decimal("0.000003105")
-    assert row["estimated_cost_usd"] == Decimal("0.000123000")
+    assert Decimal(str(row["cost_usd"])) == Decimal("0.000003105")
+    assert Decimal(str(row["estimated_cost_usd"])) == Decimal("0.000123")
     assert (row["queued_at"], row["started_at"], row["finished_at"]) == (
         1_000_000, 2_000_000, 3_000_000,
     )
@@ -99,32 +127,33 @@ def test_a_finished_job_row_carries_what_its_queued_and_started_events_said() ->
     assert (row["kafka_partition"], row["kafka_offset"]) == (2, 9)
 
 
-def test_a_job_cancelled_or_failed_before_its_attempt_started_has_no_start() -> None:
+def test_a_job_that_failed_before_its_attempt_started_has_no_start() -> None:
     ctx = JobContext()
-    ctx.learn(queued())
+    ctx.learn(decoded(queued()))
     failed = Failed(
         **COMMON, attempt=1, seq=0, ts=5, error_kind="auth", message="no", retryable=False
     )
-    event = decode_lifecycle(record(failed))
-    assert isinstance(event, Failed)
-    row = dict(zip(JOB_COLUMNS, job_row(event, record(failed), ctx), strict=True))
+    row = dict(zip(JOB_COLUMNS, job_row(decoded(failed), record(failed), ctx), strict=True))
     assert row["status"] == "failed" and row["error_kind"] == "auth"
     assert row["started_at"] is None and row["first_token_at"] is None
-    assert row["cost_usd"] == Decimal(0) and row["prompt_tokens"] == 0
+    assert row["cost_usd"] == 0 and row["prompt_tokens"] == 0
 
 
 def test_the_event_row_leaves_the_output_out_of_the_payload() -> None:
-    event = decode_lifecycle(record(completed("a long answer")))
-    assert event is not None
     cols = Columns(EVENT_COLUMNS)
-    cols.append(event_row(event, record(completed("a long answer")), None))
+    cols.append(event_row(decoded(completed("a long answer")), record(completed()), None))
     row = {name: col[0] for name, col in zip(EVENT_COLUMNS, cols.data, strict=True)}
     assert row["type"] == "completed" and row["ts"] == 3_000_000
-    assert "a long answer" not in row["payload"] and '"cost_usd"' in row["payload"]
+    payload = orjson.loads(row["payload"])
+    assert "content" not in payload and payload["cost_usd"] == 0.000003105
     assert len(cols) == 1
 
 
-def test_dollars_are_the_exact_decimal_the_float_was_written_from() -> None:
-    assert usd(0.1 + 0.2) == Decimal("0.300000000")
-    assert usd(0.000003105) == Decimal("0.000003105")
-    assert usd(None) == Decimal(0)
+def test_dollars_reach_clickhouse_as_the_decimal_they_were_written_as() -> None:
+    # clickhouse-connect writes Decimal(str(x)) scaled to 9 places, truncating
+    ctx = JobContext(estimated_cost_usd=0.1 + 0.2)
+    event = decoded(completed())
+    event["cost_usd"] = 2.9999999999999996e-07  # 3e-7 after float arithmetic
+    row = dict(zip(JOB_COLUMNS, job_row(event, record(completed()), ctx), strict=True))
+    assert int(Decimal(str(row["cost_usd"])) * 10**9) == 300
+    assert int(Decimal(str(row["estimated_cost_usd"])) * 10**9) == 300_000_000

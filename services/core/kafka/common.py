@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import confluent_kafka as ck
 
@@ -34,9 +34,8 @@ CONSUMER_DEFAULTS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One consumed record."""
+class Record(NamedTuple):
+    """One consumed record (a tuple: the consumer builds one per message, cheaply)."""
 
     topic: str
     partition: int
