@@ -53,6 +53,12 @@ def _client(url: str, database: str | None, settings: Mapping[str, Any]) -> Clie
         raise ClickHouseError(f"cannot connect to ClickHouse at {_safe(url)}: {exc}") from exc
 
 
+def _session(url: str, database: str, settings: Mapping[str, Any]) -> Client:
+    # readonly must come last: once it is set, the session refuses any other SET.
+    ordered = dict(sorted(settings.items(), key=lambda kv: kv[0] == "readonly"))
+    return _client(url, database, ordered)
+
+
 def _safe(url: str) -> str:
     """The URL without its password, for logs."""
     parts = urlsplit(url)
@@ -72,10 +78,13 @@ class ClickHouse:
     Create with ``open`` (which also creates the database); close when done.
     """
 
-    def __init__(self, client: Client, url: str, database: str) -> None:
+    def __init__(
+        self, client: Client, url: str, database: str, settings: Mapping[str, Any]
+    ) -> None:
         self._client = client
         self.url = url
         self.database = database
+        self._settings = dict(settings)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
 
     @classmethod
@@ -92,13 +101,11 @@ class ClickHouse:
                 raise ClickHouseError(f"cannot create database {database}: {exc}") from exc
             finally:
                 admin.close()
-            # readonly must come last: once it is set, the session refuses any other SET.
-            ordered = dict(sorted((settings or {}).items(), key=lambda kv: kv[0] == "readonly"))
-            return _client(url, database, ordered)
+            return _session(url, database, settings or {})
 
         client = await asyncio.to_thread(connect)
         log.info("clickhouse %s session on %s, database %s", role, _safe(url), database)
-        return cls(client, url, database)
+        return cls(client, url, database, settings or {})
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -116,10 +123,30 @@ class ClickHouse:
         parameters: Mapping[str, Any] | None = None,
         settings: Mapping[str, Any] | None = None,
     ) -> Rows:
-        res = await self._call(
-            "query failed", self._client.query, sql, parameters=parameters, settings=settings
-        )
-        return Rows(list(res.column_names), [tuple(r) for r in res.result_rows])
+        """Run a query and read its whole answer; after a failure the session starts afresh.
+
+        A failed query can leave state on its session (with chDB, the rows of a
+        multi-statement query's first statement, which the next query would
+        return), so the session is replaced before the error is raised.
+        """
+
+        def run() -> Rows:
+            res = self._client.query(
+                sql,
+                parameters=dict(parameters) if parameters else None,
+                settings=dict(settings) if settings else None,
+            )
+            return Rows(list(res.column_names), [tuple(r) for r in res.result_rows])
+
+        try:
+            return await self._call("query failed", run)
+        except ClickHouseError:
+            await self._call("reconnect failed", self._reconnect)
+            raise
+
+    def _reconnect(self) -> None:
+        old, self._client = self._client, _session(self.url, self.database, self._settings)
+        old.close()
 
     async def insert(
         self,

@@ -114,7 +114,13 @@ class Sink:
         consumer = Consumer(
             self.settings.kafka_bootstrap,
             self.settings.analytics_group,
-            **{"client.id": f"{self.settings.worker_id}-analytics", "fetch.wait.max.ms": 100},
+            **{
+                "client.id": f"{self.settings.worker_id}-analytics",
+                "fetch.wait.max.ms": 100,
+                # how soon the group gives a killed sink's partitions to its replacement
+                "session.timeout.ms": self.settings.sink_session_timeout_ms,
+                "heartbeat.interval.ms": max(500, self.settings.sink_session_timeout_ms // 5),
+            },
         )
         async with consumer:
             await consumer.subscribe(

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     )
     clickhouse_database: str = Field(default="tokenrelay", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     analytics_group: str = "analytics"
+    sink_session_timeout_ms: int = Field(default=10_000, ge=6000)
     sink_batch_records: int = Field(default=50_000, ge=1)
     sink_flush_s: float = Field(default=1.0, gt=0)
     sql_max_rows: int = Field(default=10_000, ge=1)

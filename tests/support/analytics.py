@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -109,15 +110,38 @@ async def analytics_caught_up(client: httpx.AsyncClient, jobs: int, timeout: flo
     await until(counted, lambda n: n >= jobs, timeout=timeout)
 
 
-async def committed_to_sink(settings: Settings) -> dict[int, Committed]:
-    """The analytics group's committed offset and note per partition of the tokens topic.
+INTENT = re.compile(r"^sink/1 through=(\d+)$")
+"""The note a sink commits with a batch's start offset before it inserts the batch."""
 
-    Read as an outsider (no subscribe), so asking does not disturb the group.
-    """
-    topic = settings.topics.tokens
-    async with Consumer(settings.kafka_bootstrap, settings.analytics_group) as c:
-        found = await c.committed([(topic, p) for p in range(settings.topic_partitions)])
-    return {p: found[(topic, p)] for p in range(settings.topic_partitions)}
+
+class SinkOffsets:
+    """The analytics group's committed offsets and notes on the tokens topic, read as an
+    outsider (no subscribe), so asking never disturbs the group."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topics.tokens
+        self.partitions = settings.topic_partitions
+        self._consumer = Consumer(settings.kafka_bootstrap, settings.analytics_group)
+
+    async def __aenter__(self) -> SinkOffsets:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._consumer.close()
+
+    async def read(self) -> dict[int, Committed]:
+        found = await self._consumer.committed([(self.topic, p) for p in range(self.partitions)])
+        return {p: found[(self.topic, p)] for p in range(self.partitions)}
+
+    async def intents(self) -> dict[int, tuple[int, int]]:
+        """Partitions whose batch is being inserted: ``{partition: (start, through)}``."""
+        out = {}
+        for p, c in (await self.read()).items():
+            m = INTENT.match(c.metadata)
+            if m is not None and c.offset is not None:
+                out[p] = (c.offset, int(m.group(1)))
+        return out
 
 
 @contextmanager
@@ -137,4 +161,3 @@ def analytics_process(
     args = ["serve", "analytics", "--port", str(port)]
     with child_process(name, args, env, log_dir, port) as child:
         yield child
-

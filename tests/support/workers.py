@@ -43,6 +43,7 @@ PASSED_ON = (
     "clickhouse_database",
     "sink_batch_records",
     "sink_flush_s",
+    "sink_session_timeout_ms",
     "sql_max_rows",
     "sql_timeout_s",
 )

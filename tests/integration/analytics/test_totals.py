@@ -19,7 +19,7 @@ import pytest
 
 from schemas.events import Completed
 from services.core.settings import Settings
-from tests.conftest import ADMIN, ALICE, BOB
+from tests.conftest import ALICE, BOB
 from tests.support.analytics import (
     analytics_caught_up,
     completed_events,
@@ -28,7 +28,6 @@ from tests.support.analytics import (
     totals_of_rows,
     write_prices,
 )
-from tests.support.batches import submit_batch
 from tests.support.stack import running
 from tests.support.topic_reader import events_reader
 
@@ -61,9 +60,7 @@ async def _submit(client: httpx.AsyncClient, headers: dict[str, str], tenant: st
 async def test_rollups_add_up_to_the_completed_events(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    settings = make_settings(
-        prices=write_prices(tmp_path), worker_concurrency=64, sink_flush_s=0.2
-    )
+    settings = make_settings(prices=write_prices(tmp_path), worker_concurrency=64, sink_flush_s=0.2)
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     with running(settings, ["ingest", "worker", "analytics"]) as base:
         async with (
@@ -92,6 +89,8 @@ async def test_rollups_add_up_to_the_completed_events(
             flow = await get_rows(c, "throughput", interval="minute", **window)
             alice_flow = await get_rows(c, "throughput", ALICE, interval="minute", **window)
             hourly = await get_rows(c, "throughput", interval="hour", **window)
+            later = (until + dt.timedelta(hours=2)).isoformat()
+            none_since_later = await get_rows(c, "cost", group_by="model", since=later)
 
     done = completed_events(events)
     assert {e.job_id for e in done} == set(ids["alice"]) | set(ids["bob"])
@@ -104,11 +103,10 @@ async def test_rollups_add_up_to_the_completed_events(
         assert totals_of_rows(rows) == total, f"cost by {group}"
         assert all(r["succeeded"] == r["jobs"] for r in rows), group
     assert by["model"][0]["model"] == "fake-1"
+    assert none_since_later == [], "since takes jobs out of the answer"
     assert {r["tenant"]: totals_of_rows([r]) for r in by["tenant"]} == tenant_total
     for p in PRIORITIES:
-        expected = totals_from_completed(
-            e for e in done if e.job_id in _ids_of_priority(ids, p)
-        )
+        expected = totals_from_completed(e for e in done if e.job_id in _ids_of_priority(ids, p))
         (row,) = [r for r in by["priority"] if r["priority"] == p]
         assert totals_of_rows([row]) == expected, f"priority {p}"
 
@@ -118,10 +116,11 @@ async def test_rollups_add_up_to_the_completed_events(
 
     tokens = sum(e.tokens or 0 for e in done)
     assert tokens == total.completion_tokens
+    alice = tenant_total["alice"]
     for name, rows, expected_jobs, expected_tokens in (
         ("by minute", flow, total.jobs, tokens),
         ("by hour", hourly, total.jobs, tokens),
-        ("alice's", alice_flow, tenant_total["alice"].jobs, tenant_total["alice"].completion_tokens),
+        ("alice's", alice_flow, alice.jobs, alice.completion_tokens),
     ):
         assert sum(r["jobs"] for r in rows) == expected_jobs, f"throughput {name}"
         assert sum(r["tokens"] for r in rows) == expected_tokens, f"throughput {name}"
@@ -137,4 +136,4 @@ async def test_rollups_add_up_to_the_completed_events(
 def _ids_of_priority(ids: dict[str, list[str]], priority: str) -> set[str]:
     """Jobs submitted with ``priority``: the batch answers ids in input order."""
     k = PRIORITIES.index(priority)
-    return {j for job_ids in ids.values() for i, j in enumerate(job_ids) if i % len(PRIORITIES) == k}
+    return {j for jobs in ids.values() for i, j in enumerate(jobs) if i % len(PRIORITIES) == k}
