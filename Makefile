@@ -31,7 +31,9 @@ lint: install
 schemas: install
 	$(PY) -m schemas.export
 
+# The harness (every scenario against its no-Kafka baseline), then the older per-part figures.
 bench: install
+	$(VENV)/bin/tokenrelay bench all
 	$(PY) -m bench
 
 clean:

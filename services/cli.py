@@ -203,6 +203,42 @@ def _print_stream(client: httpx.Client, path: str) -> None:
                     raise typer.Exit(1)
 
 
+@app.command()
+def bench(
+    scenario: Annotated[
+        str, typer.Argument(help="steady, max, ingest, fanout, priority, or all")
+    ] = "steady",
+    url: Annotated[str | None, typer.Option(help="a running stack; default: start our own")] = None,
+    api_key: Annotated[str | None, typer.Option(help="an admin key of the stack at --url")] = None,
+    jobs: Annotated[int | None, typer.Option(help="jobs (low ones in priority)")] = None,
+    max_tokens: Annotated[int | None, typer.Option(help="tokens per job")] = None,
+    tokens_per_s: Annotated[float | None, typer.Option(help="pace per job; 0: unpaced")] = None,
+    idle: Annotated[int | None, typer.Option(help="idle streams (fanout)")] = None,
+    urgent: Annotated[int | None, typer.Option(help="urgent jobs (priority)")] = None,
+    baseline: Annotated[bool, typer.Option(help="also run the no-Kafka baseline")] = True,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="one JSON object on the last line of stdout")
+    ] = False,
+) -> None:
+    """Measure the pipeline against the fake provider streamed with no Kafka (bench.harness)."""
+    from bench.harness.cli import run
+    from bench.harness.scenarios import Options
+
+    options = Options(
+        jobs=jobs,
+        max_tokens=max_tokens,
+        tokens_per_s=tokens_per_s,
+        idle=idle,
+        urgent=urgent,
+        baseline=baseline,
+    )
+    try:
+        run(scenario, url, api_key, options, as_json)
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
 @kafka_app.command("start")
 def kafka_start() -> None:
     """Fetch Kafka's jars with mvn if needed, format storage once, start, wait until ready."""

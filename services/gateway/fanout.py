@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 
 from services.core.errors import KafkaError
@@ -159,6 +160,10 @@ class Fanout:
         self._consumer = Consumer(bootstrap, f"{topic}-gateway-fanout")
         self._positions: dict[int, int] = {}
         self._subs: dict[bytes, set[Subscription]] = {}
+        self._reading_since_ms = float("inf")
+        """When dispatching began (ms since the epoch)."""
+        self._dispatched: asyncio.Future[None] | None = None
+        """Resolved by the next dispatch, for whoever waits for newer records."""
         self._task: asyncio.Task[None] | None = None
         self._error: str | None = "starting"
 
@@ -194,6 +199,7 @@ class Fanout:
         """Start dispatching each partition from this offset (its end when reading starts)."""
         self._positions = dict(ends)
         self._recent = {p: deque(maxlen=self._recent_limit) for p in ends}
+        self._reading_since_ms = time.time() * 1000
 
     def _every_stream(self) -> list[Subscription]:
         return [sub for subs in self._subs.values() for sub in subs]
@@ -255,9 +261,16 @@ class Fanout:
         return out
 
     def first_recent(self, partition: int, key: bytes, since_ms: int) -> Record | None:
-        """The job's first record, if memory reaches back before ``since_ms`` and holds it."""
+        """The job's first record, if memory reaches back before ``since_ms`` and holds it.
+
+        Memory reaches back before ``since_ms`` when its oldest record is older, or
+        when it still holds every record since reading began and reading began before.
+        """
         ring = self._recent[partition]
-        if not ring or ring[0].timestamp_ms >= since_ms:
+        if not ring:
+            return None
+        whole = len(ring) < (ring.maxlen or 0) and self._reading_since_ms < since_ms
+        if ring[0].timestamp_ms >= since_ms and not whole:
             return None
         return next((rec for rec in ring if rec.key == key), None)
 
@@ -265,8 +278,20 @@ class Fanout:
     def streams(self) -> int:
         return sum(len(s) for s in self._subs.values())
 
+    async def next_dispatch(self, timeout: float) -> bool:
+        """Wait until the fan-out has dispatched more records (False after ``timeout``)."""
+        if self._dispatched is None or self._dispatched.done():
+            self._dispatched = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._dispatched), timeout)
+        except TimeoutError:
+            return False
+        return True
+
     def dispatch(self, records: list[Record]) -> None:
         """Offer each record to the streams of its job; synchronous, so atomic for subscribers."""
+        if records and self._dispatched is not None and not self._dispatched.done():
+            self._dispatched.set_result(None)
         subs_of = self._subs
         positions = self._positions
         recent = self._recent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 
@@ -94,3 +95,27 @@ async def test_a_heartbeat_is_due_only_for_a_quiet_stream() -> None:
     waited = asyncio.ensure_future(sub.wait())
     await asyncio.sleep(0)
     assert waited.done(), "a woken stream does not wait"
+
+
+async def test_a_job_younger_than_the_fan_out_is_found_in_its_memory_at_once() -> None:
+    """Memory that holds every record since reading began holds all of a younger job's."""
+    f = Fanout("127.0.0.1:1", TOPIC, Admin("127.0.0.1:1"), 100, recent=3)
+    f.assigned({0: 100})
+    job_ms = int(time.time() * 1000) + 5_000  # a job created after the fan-out began reading
+    first = record(0, 100, "a", 0, "queued")._replace(timestamp_ms=job_ms)
+    f.dispatch([first])
+    found = f.first_recent(0, b"a", job_ms - 1000)
+    assert found is not None and found.offset == 100
+    assert f.first_recent(0, b"a", int(time.time() * 1000) - 60_000) is None, "an older job"
+    # once memory has dropped records it no longer holds a job's whole life
+    f.dispatch([record(0, o, "z", 0)._replace(timestamp_ms=job_ms) for o in (101, 102, 103)])
+    assert f.first_recent(0, b"z", job_ms - 1000) is None
+
+
+async def test_waiting_for_the_next_dispatch() -> None:
+    f = fanout()
+    assert not await f.next_dispatch(0.01), "nothing dispatched"
+    waiter = asyncio.ensure_future(f.next_dispatch(5.0))
+    await asyncio.sleep(0)
+    f.dispatch([record(0, 100, "a", 1)])
+    assert await waiter

@@ -1,0 +1,254 @@
+"""The scenarios: what load each one offers, to tokenrelay and then to the baseline, and how
+the watchers' raw figures become the report.
+
+Each load runs in a fresh ``bench.harness.watch`` child process; this process only
+starts it, polls its progress into the progress bar (with a deadline), and collects.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from typing import Any
+
+import httpx
+
+from bench.harness import baseline as baseline_server
+from bench.harness import report, watch
+from bench.harness.stack import Stack, stack_for
+from bench.processes import Remote
+from services.core.local_kafka import free_port
+
+POLL_S = 0.2
+Progress = Callable[[str, int, int], None]
+"""``progress(label, done, total)``: how far the current load got."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """The load; ``None`` fields take the scenario's default (``DEFAULTS``)."""
+
+    jobs: int | None = None
+    max_tokens: int | None = None
+    tokens_per_s: float | None = None
+    idle: int | None = None
+    urgent: int | None = None
+    connections: int = 64
+    timeout_s: float = 600.0
+    baseline: bool = True
+
+
+DEFAULTS: dict[str, Options] = {
+    "steady": Options(jobs=100, max_tokens=1000, tokens_per_s=50),
+    "max": Options(jobs=20, max_tokens=10_000, tokens_per_s=0),
+    "ingest": Options(jobs=5000, max_tokens=1, tokens_per_s=0),
+    "fanout": Options(jobs=20, max_tokens=500, tokens_per_s=50, idle=1000),
+    "priority": Options(jobs=400, max_tokens=20, tokens_per_s=50, urgent=20),
+}
+SCENARIOS = tuple(DEFAULTS)
+PRIORITY_CONCURRENCY = 16
+URGENT_INTERVAL_S = 0.25
+
+
+def resolve(scenario: str, given: Options) -> Options:
+    """``given`` with each unset field taken from the scenario's defaults."""
+    base = DEFAULTS[scenario]
+    fields = {k: v for k, v in vars(given).items() if v is not None}
+    return replace(base, **fields)
+
+
+def job_body(tokens: int, tokens_per_s: float, priority: str = "normal") -> dict[str, Any]:
+    return {
+        "provider": "fake",
+        "priority": priority,
+        "max_tokens": tokens,
+        "provider_options": {"tokens_per_s": tokens_per_s},
+    }
+
+
+# --- one load ---------------------------------------------------------------------
+
+
+def run_load(
+    target: dict[str, Any], spec: dict[str, Any], total: int, label: str, progress: Progress
+) -> dict[str, Any]:
+    """Run one load in a fresh watcher process; its raw figures once every stream ended.
+
+    ``total`` is what the progress counts to: tokens, or submissions when nothing is watched.
+    """
+    remote = Remote(f"watch-{label}", watch.run)
+    try:
+        remote.call("start", {**target, **spec})
+        deadline = time.monotonic() + spec["timeout_s"]
+        counted = "tokens" if spec["watching"] else "accepted"
+        while True:
+            stats = remote.call("stats")
+            progress(label, stats[counted], total)
+            if stats["done"]:
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{label}: not done after {spec['timeout_s']:.0f} s: {stats}")
+            time.sleep(POLL_S)
+        return dict(remote.call("result", 30.0))
+    finally:
+        remote.stop()
+
+
+def figures(raw: dict[str, Any]) -> dict[str, Any]:
+    """The report's figures from a load's raw ones (see ``watch.Load.result``)."""
+    us = array("q")
+    us.frombytes(raw["latencies_us"])
+    window_s = (raw["last_token_us"] - raw["first_token_us"]) / 1e6
+    duration_s = (raw["ended_us"] - raw["began_us"]) / 1e6
+    out: dict[str, Any] = {
+        "jobs": raw["jobs"] or raw["accepted"],
+        "tokens": raw["tokens"],
+        "duration_s": round(duration_s, 3),
+        "tokens_per_s": report.rate(raw["tokens"], window_s),
+        "token_latency_ms": report.summarize([v / 1000 for v in us]),
+        "submit_to_first_token_ms": report.summarize(raw["first_token_ms"]),
+    }
+    if raw["submit_ms"]:
+        out["submit_ms"] = report.summarize(raw["submit_ms"])
+    if raw["stream_open_ms"]:
+        out["stream_open_ms"] = report.summarize(raw["stream_open_ms"])
+    if raw["errors"]:
+        out["errors"] = raw["errors"]
+    return out
+
+
+class Runner:
+    """Runs scenarios against one stack (or, without ``--url``, a fresh stack each)."""
+
+    def __init__(self, url: str | None, api_key: str | None, progress: Progress) -> None:
+        self.url, self.api_key, self.progress = url, api_key, progress
+
+    def run(self, scenario: str, given: Options) -> dict[str, Any]:
+        opts = resolve(scenario, given)
+        method = getattr(self, f"_{scenario}")
+        with ExitStack() as cleanup:
+            stack = cleanup.enter_context(
+                stack_for(self.url, self.api_key, self._concurrency(scenario, opts))
+            )
+            base = None
+            if opts.baseline:
+                base = self._baseline(cleanup)
+            result: dict[str, Any] = method(stack, base, opts)
+        result["scenario"] = scenario
+        return result
+
+    @staticmethod
+    def _concurrency(scenario: str, opts: Options) -> int:
+        """Slots for every watched job at once, except where saturation is the point."""
+        if scenario == "priority":
+            return PRIORITY_CONCURRENCY
+        if scenario == "ingest":
+            return 64
+        return (opts.jobs or 0) + (opts.idle or 0) + 8
+
+    @staticmethod
+    def _baseline(cleanup: ExitStack) -> dict[str, Any]:
+        port = free_port()
+        server = Remote("baseline", baseline_server.run, port)
+        cleanup.callback(server.stop)
+        server.call("ready")
+        return {"host": "127.0.0.1", "port": port, "api_key": None, "baseline": True}
+
+    def _both(
+        self,
+        stack: Stack,
+        base: dict[str, Any] | None,
+        spec: dict[str, Any],
+        total: int,
+        base_spec: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """The load on tokenrelay, then the same on the baseline; the report's figures."""
+        ours = {"host": stack.host, "port": stack.port, "api_key": stack.api_key}
+        raw = run_load({**ours, "baseline": False}, spec, total, "tokenrelay", self.progress)
+        result = figures(raw)
+        result["queue_wait_ms"] = {
+            name: report.summarize(waits) for name, waits in raw["queue_wait_ms"].items()
+        }
+        result["idle_open"] = raw["idle_open"]
+        if base is not None:
+            base_raw = run_load(base, base_spec or spec, total, "baseline", self.progress)
+            result["baseline"] = figures(base_raw)
+        return result
+
+    def _stream_spec(self, opts: Options, groups: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "groups": groups,
+            "connections": opts.connections,
+            "timeout_s": opts.timeout_s,
+            "watching": True,
+        }
+
+    def _steady(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:
+        assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
+        group = {"name": "job", "count": o.jobs, "body": job_body(o.max_tokens, o.tokens_per_s)}
+        out = self._both(stack, base, self._stream_spec(o, [group]), o.jobs * o.max_tokens)
+        out["offered_tokens_per_s"] = o.jobs * o.tokens_per_s
+        return out
+
+    _max = _steady
+
+    def _ingest(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:
+        assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
+        body = job_body(o.max_tokens, o.tokens_per_s)
+        group = {"name": "ingest", "count": o.jobs, "body": body, "watch": False}
+        spec = {**self._stream_spec(o, [group]), "watching": False}
+        out = self._both(stack, base, spec, o.jobs)
+        for side in (out, out.get("baseline") or {}):
+            if side:
+                side["accepted_jobs_per_s"] = report.rate(side["jobs"], side["duration_s"])
+        return out
+
+    def _fanout(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:
+        """Idle streams of a paused batch (they only see ``queued``), plus a few active jobs."""
+        assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
+        assert o.idle is not None
+        active = {"name": "job", "count": o.jobs, "body": job_body(o.max_tokens, o.tokens_per_s)}
+        with httpx.Client(base_url=stack.url, timeout=60) as client:
+            auth = {"Authorization": f"Bearer {stack.api_key}"}
+            # A batch job fetched before the pause lands would run: so slowly it stays idle.
+            held = job_body(10, 0.001, priority="low")
+            jobs = [{**held, "prompt": f"idle {i}"} for i in range(o.idle)]
+            r = client.post("/v1/batches", json={"jobs": jobs}, headers=auth)
+            r.raise_for_status()
+            batch = r.json()
+            client.post(f"/v1/batches/{batch['batch_id']}/pause", headers=auth).raise_for_status()
+            try:
+                spec = {**self._stream_spec(o, [active]), "idle_ids": batch["job_ids"]}
+                base_spec = {**spec, "idle_ids": [f"idle-{i}" for i in range(o.idle)]}
+                out = self._both(stack, base, spec, o.jobs * o.max_tokens, base_spec)
+            finally:
+                cancel = f"/v1/batches/{batch['batch_id']}/cancel"
+                client.post(cancel, headers=auth).raise_for_status()
+        out["idle_streams"] = o.idle
+        out["offered_tokens_per_s"] = o.jobs * o.tokens_per_s
+        return out
+
+    def _priority(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:
+        """Saturate the worker with low jobs, then a trickle of urgent ones; no baseline (no
+        queue without a log)."""
+        assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
+        assert o.urgent is not None
+        low = job_body(o.max_tokens, o.tokens_per_s, priority="low")
+        urgent = job_body(o.max_tokens, o.tokens_per_s, priority="urgent")
+        groups = [
+            {"name": "low", "count": o.jobs, "body": low},
+            {"name": "urgent", "count": o.urgent, "body": urgent, "interval_s": URGENT_INTERVAL_S},
+        ]
+        total = (o.jobs + o.urgent) * o.max_tokens
+        return self._both(stack, None, self._stream_spec(o, groups), total)
+
+
+def shape(result: dict[str, Any]) -> dict[str, Any]:
+    """The report of one scenario: internal keys dropped, ratios, verdicts, machine added."""
+    if not result.get("idle_streams"):
+        result.pop("idle_open", None)
+    result.setdefault("baseline", None)
+    return report.finish(result, result.get("offered_tokens_per_s"))

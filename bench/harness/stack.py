@@ -1,0 +1,86 @@
+"""The stack a run measures: one that already runs (``--url``, ``--api-key``), or our own.
+
+Our own is built fresh for each scenario, so no scenario inherits another's backlog:
+a temp data dir, a broker (``TOKENRELAY_KAFKA_BOOTSTRAP`` when it answers, else a
+throwaway local one, as ``bench.worker_scheduling.broker`` does), a fresh topic prefix
+and worker group, then ``tokenrelay serve worker --port P+1`` and ``tokenrelay serve
+ingest gateway --port P`` as child processes with the fake provider. No aggregator:
+streams find a job's first event by a seek. Everything is stopped when the block
+ends, on an error or Ctrl-C too.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from bench.processes import ServiceChild
+from bench.worker_scheduling import broker
+from services.core.local_kafka import free_port
+from services.core.settings import Settings
+
+API_KEY = "bench-key"
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    api_key: str
+    children: list[ServiceChild] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return urlsplit(self.url).port or 80
+
+    @property
+    def pids(self) -> dict[str, list[int]]:
+        return {" ".join(c.names): [c.pid] for c in self.children}
+
+
+@contextmanager
+def own_stack(worker_concurrency: int) -> Iterator[Stack]:
+    """A fresh stack whose worker runs ``worker_concurrency`` jobs at once."""
+    with ExitStack() as stack:
+        bootstrap = stack.enter_context(broker(Settings()))
+        data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tr-bench-")))
+        tag = uuid.uuid4().hex[:8]
+        env = {
+            "TOKENRELAY_KAFKA_BOOTSTRAP": bootstrap,
+            "TOKENRELAY_TOPIC_PREFIX": f"bench{tag}",
+            "TOKENRELAY_WORKER_GROUP": f"bench-workers-{tag}",
+            "TOKENRELAY_WORKER_CONCURRENCY": str(worker_concurrency),
+            "TOKENRELAY_API_KEYS": f"{API_KEY}:bench:admin",
+            "TOKENRELAY_DATA_DIR": str(data),
+            "TOKENRELAY_LOG_LEVEL": "WARNING",
+            "TOKENRELAY_BATCH_MAX_JOBS": "100000",
+            # Its jobs are throwaway: on Ctrl-C the worker need not let them finish.
+            "TOKENRELAY_WORKER_GRACE_S": "1",
+        }
+        port = free_port()
+        worker = ServiceChild(["worker"], free_port(), env, data / "worker.log")
+        public = ServiceChild(["ingest", "gateway"], port, env, data / "public.log")
+        for child in (worker, public):
+            stack.callback(child.stop)
+            child.start()
+        yield Stack(public.url, API_KEY, [public, worker])
+
+
+@contextmanager
+def stack_for(url: str | None, api_key: str | None, worker_concurrency: int) -> Iterator[Stack]:
+    """The stack at ``url`` as it is, or our own (see the module)."""
+    if url:
+        if not api_key:
+            raise ValueError("--url needs --api-key")
+        yield Stack(url.rstrip("/"), api_key)
+        return
+    with own_stack(worker_concurrency) as stack:
+        yield stack

@@ -1,0 +1,272 @@
+"""The load and the watchers, in one child process: submit jobs, watch each one's SSE stream,
+and time every token against this process's clock.
+
+The same code drives tokenrelay (``POST /v1/jobs`` then ``GET /v1/jobs/{id}/events``) and
+the baseline (no submission: ``GET /stream/{id}?n=…&r=…`` of ``bench.harness.baseline``),
+so the two differ only in what serves the stream. A job's stream opens right after its
+submission answered, before its first token can exist, so a token's latency is its trip
+from the worker's ``ts`` to the parse here, never a replay of a backlog.
+
+Driven over a pipe (``bench.processes.Remote``): ``start`` launches the load and returns,
+``stats`` says how far it got (for the progress bar), ``result`` waits for the end and
+answers the raw figures, ``close`` hangs up on every stream still open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from array import array
+from collections import Counter, defaultdict
+from multiprocessing.connection import Connection
+from typing import Any
+
+import orjson
+
+from bench.harness.http import Endpoint, HttpError, Pool
+from bench.processes import serve_commands, use_uvloop
+from bench.sse_clients import TERMINAL, Dechunker, StreamError
+
+READ_BYTES = 65536
+IDLE_OPEN_CONCURRENCY = 100
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Watch:
+    """One stream: the job's events as they arrive, and the moments that matter."""
+
+    __slots__ = (
+        "first_event_us",
+        "first_token_us",
+        "group",
+        "job_id",
+        "opened",
+        "requested_us",
+        "submit_us",
+        "terminal",
+        "tokens",
+    )
+
+    def __init__(self, job_id: str, group: str, submit_us: int) -> None:
+        self.job_id, self.group, self.submit_us = job_id, group, submit_us
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.first_token_us = self.requested_us = self.first_event_us = 0
+        self.tokens = 0
+        self.terminal = False
+
+
+class Load:
+    """Everything one ``start`` asked for, and what it measured."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.endpoint = Endpoint(spec["host"], spec["port"], spec.get("api_key"))
+        self.baseline: bool = spec["baseline"]
+        self.pool = Pool(self.endpoint, spec.get("connections", 32))
+        self.latencies_us = array("q")
+        self.submit_ms: list[float] = []
+        self.queue_wait_ms: dict[str, list[float]] = defaultdict(list)
+        self.watches: list[Watch] = []
+        self.idle: list[Watch] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.errors: Counter[str] = Counter()
+        self.tokens = self.accepted = 0
+        self.first_token_us = self.last_token_us = 0
+        self.began_us = self.ended_us = 0
+        self.closing = False
+
+    # --- the load -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.began_us = now_us()
+        if self.spec.get("idle_ids"):
+            await self._open_idle(self.spec["idle_ids"])
+        for group in self.spec["groups"]:
+            await self._group(group)
+        if self.tasks:
+            await asyncio.wait(self.tasks)
+        self.ended_us = now_us()
+
+    async def _open_idle(self, job_ids: list[str]) -> None:
+        """Streams that only ever see ``queued``: open them all before the active load."""
+        gate = asyncio.Semaphore(IDLE_OPEN_CONCURRENCY)
+
+        async def one(job_id: str) -> None:
+            async with gate:
+                watch = Watch(job_id, "idle", now_us())
+                self.idle.append(watch)
+                task = asyncio.create_task(self._watch(watch, self._path(job_id, 0, 0)))
+                await asyncio.wait({watch.opened, task}, return_when=asyncio.FIRST_COMPLETED)
+
+        await asyncio.gather(*(one(j) for j in job_ids))
+
+    async def _group(self, group: dict[str, Any]) -> None:
+        """``count`` jobs of ``body``, one every ``interval_s`` (0: all at once)."""
+        interval = group.get("interval_s", 0.0)
+        started = time.monotonic()
+        launched = []
+        for i in range(group["count"]):
+            if interval:
+                await asyncio.sleep(max(0.0, started + i * interval - time.monotonic()))
+            launched.append(asyncio.create_task(self._job(group, i)))
+        await asyncio.gather(*launched)
+
+    async def _job(self, group: dict[str, Any], i: int) -> None:
+        body, name = group["body"], group["name"]
+        if self.baseline and group.get("watch", True):
+            job_id, submit_us = f"{name}-{i}", now_us()
+        else:
+            try:
+                status, answer, submit_us = await self.pool.post(
+                    "/v1/jobs", {**body, "prompt": f"{name} {i}"}
+                )
+            except HttpError as exc:
+                self.errors[str(exc)[:120]] += 1
+                return
+            self.submit_ms.append((now_us() - submit_us) / 1000)
+            if status != 202:
+                self.errors[f"POST /v1/jobs: {status} {str(answer)[:80]}"] += 1
+                return
+            self.accepted += 1
+            job_id = str(answer["job_id"])
+        if not group.get("watch", True):
+            return
+        watch = Watch(job_id, name, submit_us)
+        self.watches.append(watch)
+        path = self._path(job_id, body["max_tokens"], body["provider_options"]["tokens_per_s"])
+        self.tasks.append(asyncio.create_task(self._watch(watch, path)))
+
+    def _path(self, job_id: str, tokens: int, tokens_per_s: float) -> str:
+        if self.baseline:
+            return f"/stream/{job_id}?n={tokens}&r={tokens_per_s}"
+        return f"/v1/jobs/{job_id}/events"
+
+    # --- one stream -----------------------------------------------------------------
+
+    async def _watch(self, watch: Watch, path: str) -> None:
+        try:
+            await self._read(watch, path)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, StreamError) as e:
+            if not self.closing:
+                self.errors[f"{type(e).__name__}: {e}"[:120]] += 1
+
+    async def _read(self, watch: Watch, path: str) -> None:
+        ep = self.endpoint
+        reader, writer = await asyncio.open_connection(ep.host, ep.port, limit=READ_BYTES)
+        self.writers.append(writer)
+        watch.requested_us = now_us()
+        writer.write(ep.head("GET", path, "Accept: text/event-stream\r\n\r\n"))
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.split(b" ", 2)[1] != b"200":
+            raise StreamError(f"GET {path}: {head.split(b' ', 2)[1].decode()}")
+        body, buf = Dechunker(), b""
+        while not body.ended:
+            data = await reader.read(READ_BYTES)
+            if not data:
+                break
+            *events, buf = (buf + body.feed(data)).split(b"\n\n")
+            for event in events:
+                self._event(watch, event)
+        if not watch.terminal and not self.closing:
+            raise StreamError("closed before its terminal event")
+
+    def _event(self, watch: Watch, event: bytes) -> None:
+        kind = data = b""
+        for line in event.split(b"\n"):
+            if line.startswith(b"event: "):
+                kind = line[7:]
+            elif line.startswith(b"data: "):
+                data = line[6:]
+        if not data:
+            return  # a heartbeat or the retry hint
+        at = now_us()
+        if kind == b"token":
+            fields = orjson.loads(data)
+            self.latencies_us.append(at - fields["ts"])
+            self.tokens += 1
+            watch.tokens += 1
+            if not watch.first_token_us:
+                watch.first_token_us = at
+                self.first_token_us = min(self.first_token_us or at, at)
+            self.last_token_us = at
+        elif kind == b"started":
+            self.queue_wait_ms[watch.group].append(orjson.loads(data)["queue_wait_ms"])
+        elif kind in TERMINAL:
+            watch.terminal = True
+        if not watch.opened.done():
+            watch.first_event_us = at
+            watch.opened.set_result(None)
+
+    # --- what the parent reads ------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "tokens": self.tokens,
+            "accepted": self.accepted,
+            "ended": sum(w.terminal for w in self.watches),
+            "errors": sum(self.errors.values()),
+        }
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "began_us": self.began_us,
+            "ended_us": self.ended_us,
+            "first_token_us": self.first_token_us,
+            "last_token_us": self.last_token_us,
+            "tokens": self.tokens,
+            "accepted": self.accepted,
+            "jobs": len(self.watches),
+            "ended": sum(w.terminal for w in self.watches),
+            "idle_open": sum(w.opened.done() for w in self.idle),
+            "latencies_us": self.latencies_us.tobytes(),
+            "first_token_ms": [
+                (w.first_token_us - w.submit_us) / 1000 for w in self.watches if w.first_token_us
+            ],
+            "submit_ms": self.submit_ms,
+            "stream_open_ms": [
+                (w.first_event_us - w.requested_us) / 1000 for w in self.watches if w.first_event_us
+            ],
+            "queue_wait_ms": dict(self.queue_wait_ms),
+            "errors": dict(self.errors),
+        }
+
+    def close(self) -> None:
+        self.closing = True
+        for writer in self.writers:
+            writer.close()
+        self.pool.close()
+
+
+def run(conn: Connection) -> None:
+    """The process: serve ``start``, ``stats``, ``result`` and ``close``, one load at a time."""
+    use_uvloop()
+
+    async def main() -> None:
+        state: dict[str, Any] = {}
+
+        async def start(spec: dict[str, Any]) -> None:
+            state["load"] = load = Load(spec)
+            state["task"] = asyncio.create_task(load.run())
+
+        async def stats() -> dict[str, Any]:
+            return {**state["load"].stats(), "done": state["task"].done()}
+
+        async def result(timeout: float) -> dict[str, Any]:
+            await asyncio.wait_for(asyncio.shield(state["task"]), timeout)
+            return dict(state["load"].result())
+
+        async def close() -> None:
+            if "load" in state:
+                state["load"].close()
+                state["task"].cancel()
+                await asyncio.wait([state["task"]], timeout=10)
+
+        await serve_commands(
+            conn, {"start": start, "stats": stats, "result": result, "close": close}
+        )
+
+    asyncio.run(main())

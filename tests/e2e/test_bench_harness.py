@@ -1,0 +1,56 @@
+"""``tokenrelay bench --url … --api-key … --json`` against a stack this test started: a tiny
+steady load and a small ingest burst, each with its baseline."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from bench.harness.cli import run
+from bench.harness.scenarios import Options
+
+pytestmark = pytest.mark.kafka
+
+
+def last_json_line(out: str) -> dict[str, object]:
+    line = out.strip().splitlines()[-1]
+    return orjson.loads(line)  # type: ignore[no-any-return]
+
+
+def ordered(q: dict[str, float]) -> bool:
+    return 0 < q["p50"] <= q["p90"] <= q["p99"] <= q["max"]
+
+
+def test_steady_load_reports_every_token_and_its_baseline(
+    stack: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("steady", stack, "key-admin", Options(jobs=3, max_tokens=10, tokens_per_s=100), True)
+    report = last_json_line(capsys.readouterr().out)
+
+    for key in ("scenario", "jobs", "tokens", "duration_s", "tokens_per_s", "ratio", "machine"):
+        assert key in report, key
+    assert report["scenario"] == "steady"
+    assert report["jobs"] == 3
+    assert report["tokens"] == 3 * 10
+    assert ordered(report["token_latency_ms"])  # type: ignore[arg-type]
+    assert ordered(report["submit_to_first_token_ms"])  # type: ignore[arg-type]
+    baseline = report["baseline"]
+    assert isinstance(baseline, dict)
+    assert baseline["tokens"] == 30
+    assert baseline["tokens_per_s"] > 0
+    assert ordered(baseline["token_latency_ms"])
+    assert "tokens_per_s" in report["ratio"]  # type: ignore[operator]
+
+
+def test_ingest_burst_reports_accepted_jobs_per_second(
+    stack: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("ingest", stack, "key-admin", Options(jobs=20), True)
+    report = last_json_line(capsys.readouterr().out)
+
+    assert report["scenario"] == "ingest"
+    assert report["jobs"] == 20
+    assert "errors" not in report
+    assert report["accepted_jobs_per_s"] > 0  # type: ignore[operator]
+    assert ordered(report["submit_ms"])  # type: ignore[arg-type]
+    assert report["baseline"]["accepted_jobs_per_s"] > 0  # type: ignore[index]
