@@ -7,7 +7,6 @@ report and its arithmetic are unit-tested without a broker.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 from dataclasses import dataclass
@@ -16,17 +15,9 @@ from typing import Any
 
 from rich.table import Table
 
+from services.core.stats import percentile
+
 QUANTILES = ("p50", "p90", "p99", "max")
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of sorted values, interpolated between ranks."""
-    if not sorted_values:
-        raise ValueError("no values")
-    rank = (len(sorted_values) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
 def summarize(values: list[float]) -> dict[str, float] | None:

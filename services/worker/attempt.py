@@ -35,6 +35,7 @@ from schemas.events import (
 from schemas.jobs import ResponseFormat
 from services.core.ids import now_us
 from services.core.prices import Prices
+from services.core.stats import percentile
 from services.worker.providers.base import Provider, ProviderError
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,6 @@ class AttemptEvents:
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 3)
-
-
-def percentile(ordered: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) of sorted values, interpolated between neighbours."""
-    pos = (len(ordered) - 1) * q / 100
-    low = int(pos)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
 def inter_token_latency(arrivals: list[float]) -> Percentiles | None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from schemas.events import Completed, JobEvent
 from services.core.prices import load_prices
-from services.worker.attempt import inter_token_latency, percentile, run_attempt
+from services.core.stats import percentile
+from services.worker.attempt import inter_token_latency, run_attempt
 from services.worker.providers.fake import FakeProvider
 from tests.unit.test_fake_provider import command
 
