@@ -16,6 +16,7 @@ import statistics
 import time
 from array import array
 from collections import Counter
+from collections.abc import AsyncIterator
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -65,6 +66,18 @@ class Dechunker:
             self.ended = size == 0
             self._left = size
         return b"".join(out)
+
+
+async def sse_events(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The SSE events of a chunked response body as they arrive, without their blank lines."""
+    body, buf = Dechunker(), b""
+    while not body.ended:
+        data = await reader.read(READ_BYTES)
+        if not data:
+            return
+        *events, buf = (buf + body.feed(data)).split(b"\n\n")
+        for event in events:
+            yield event
 
 
 class Stream:
@@ -144,14 +157,8 @@ class Clients:
         status = head.split(b" ", 2)[1]
         if status != b"200":
             raise StreamError(f"http {status.decode()}")
-        body, buf = Dechunker(), b""
-        while not body.ended:
-            data = await reader.read(READ_BYTES)
-            if not data:
-                break
-            *events, buf = (buf + body.feed(data)).split(b"\n\n")
-            for event in events:
-                self._event(stream, event)
+        async for event in sse_events(reader):
+            self._event(stream, event)
         if not stream.terminal and not self.closing:
             raise StreamError("closed before its terminal event")
 

@@ -25,9 +25,8 @@ import orjson
 
 from bench.harness.http import Endpoint, HttpError, Pool
 from bench.processes import serve_commands, use_uvloop
-from bench.sse_clients import TERMINAL, Dechunker, StreamError
+from bench.sse_clients import READ_BYTES, TERMINAL, StreamError, sse_events
 
-READ_BYTES = 65536
 IDLE_OPEN_CONCURRENCY = 100
 
 
@@ -163,14 +162,8 @@ class Load:
         head = await reader.readuntil(b"\r\n\r\n")
         if head.split(b" ", 2)[1] != b"200":
             raise StreamError(f"GET {path}: {head.split(b' ', 2)[1].decode()}")
-        body, buf = Dechunker(), b""
-        while not body.ended:
-            data = await reader.read(READ_BYTES)
-            if not data:
-                break
-            *events, buf = (buf + body.feed(data)).split(b"\n\n")
-            for event in events:
-                self._event(watch, event)
+        async for event in sse_events(reader):
+            self._event(watch, event)
         if not watch.terminal and not self.closing:
             raise StreamError("closed before its terminal event")
 
