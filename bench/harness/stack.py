@@ -5,8 +5,8 @@ a temp data dir, a broker (``TOKENRELAY_KAFKA_BOOTSTRAP`` when it answers, else 
 throwaway local one, as ``bench.worker_scheduling.broker`` does), a fresh topic prefix
 and worker group, then ``tokenrelay serve worker --port P+1`` and ``tokenrelay serve
 ingest gateway --port P`` as child processes with the fake provider. No aggregator:
-streams find a job's first event by a seek. Everything is stopped when the block
-ends, on an error or Ctrl-C too.
+streams find a job's first event in the gateway's memory of recent records (or by a
+seek). Everything is stopped when the block ends, on an error or Ctrl-C too.
 """
 
 from __future__ import annotations

@@ -1,14 +1,18 @@
 """The idempotent producer (``acks=all``, ``enable.idempotence``, ``murmur2_random``).
 
 A background thread polls it; each ``produce`` returns an asyncio future that
-the delivery callback completes with ``loop.call_soon_threadsafe``. A record is
-durable once its future resolves; a failed delivery raises ``DeliveryError``.
+the delivery callback completes on the loop. Deliveries reported together are
+settled together: the callbacks queue their results and the loop is woken once
+per run of them, not once per record (a worker streaming 30,000 tokens/s would
+otherwise wake it 30,000 times). A record is durable once its future resolves;
+a failed delivery raises ``DeliveryError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from typing import Any, Self
 
 import confluent_kafka as ck
@@ -37,6 +41,8 @@ class Producer:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._settled: deque[tuple[asyncio.Future[Delivered], Delivered | KafkaError]] = deque()
+        self._wake_scheduled = False
 
     async def __aenter__(self) -> Self:
         self.start()
@@ -83,7 +89,10 @@ class Producer:
                 )
             else:
                 result = Delivered(*coordinates(msg))
-            loop.call_soon_threadsafe(_settle, fut, result)
+            self._settled.append((fut, result))
+            if not self._wake_scheduled:
+                self._wake_scheduled = True
+                loop.call_soon_threadsafe(self._settle_all)
 
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
         if partition is not None:
@@ -120,10 +129,19 @@ class Producer:
             self._producer = None
 
 
-def _settle(fut: asyncio.Future[Delivered], result: Delivered | KafkaError) -> None:
-    if fut.done():
-        return
-    if isinstance(result, KafkaError):
-        fut.set_exception(result)
-    else:
-        fut.set_result(result)
+    def _settle_all(self) -> None:
+        """On the loop: complete every queued delivery.
+
+        The flag is lowered before the queue is emptied, so a delivery queued
+        meanwhile either is taken now or schedules another run.
+        """
+        self._wake_scheduled = False
+        settled = self._settled
+        while settled:
+            fut, result = settled.popleft()
+            if fut.done():
+                continue
+            if isinstance(result, KafkaError):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
