@@ -39,10 +39,6 @@ class Rows:
         return [dict(zip(self.columns, r, strict=True)) for r in self.rows]
 
 
-def is_embedded(url: str) -> bool:
-    return url.startswith("chdb:")
-
-
 def _client(url: str, database: str | None, settings: Mapping[str, Any]) -> Client:
     scheme = urlsplit(url).scheme
     if scheme not in {"chdb", "http", "https"}:

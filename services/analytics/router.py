@@ -9,7 +9,6 @@ query cannot lift, so no parsing on our side decides what may run.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -76,7 +75,7 @@ def _add_rollup_routes(router: APIRouter, engines: Engines, who_dep: Any) -> Non
         who: Principal = who_dep,
     ) -> dict[str, Any]:
         rows = await _run(engines.reader, *queries.cost(group_by, since, until, _tenant(who)))
-        return {"rows": [_json_row(r) for r in rows.dicts()]}
+        return {"rows": queries.jsonable(rows.dicts())}
 
     @router.get("/throughput")
     async def throughput(
@@ -90,7 +89,7 @@ def _add_rollup_routes(router: APIRouter, engines: Engines, who_dep: Any) -> Non
         if queries.utc(start) >= queries.utc(end):
             raise ApiError(422, "invalid_request", "since must be before until", "since")
         rows = await _run(engines.reader, *queries.throughput(interval, start, end, _tenant(who)))
-        return {"rows": [_json_row(r) for r in rows.dicts()]}
+        return {"rows": queries.jsonable(rows.dicts())}
 
     @router.get("/latency")
     async def latency(
@@ -99,12 +98,11 @@ def _add_rollup_routes(router: APIRouter, engines: Engines, who_dep: Any) -> Non
         who: Principal = who_dep,
     ) -> dict[str, Any]:
         rows = await _run(engines.reader, *queries.latency(group_by, since, _tenant(who)))
-        out = []
-        for r in rows.dicts():
+        out = rows.dicts()
+        for r in out:
             for column in ("ttft_ms", "itl_ms", "duration_ms"):
                 r[column] = queries.percentiles(r[column])
-            out.append(_json_row(r))
-        return {"rows": out}
+        return {"rows": queries.jsonable(out)}
 
 
 def _add_sql_route(router: APIRouter, engines: Engines, who_dep: Any) -> None:
@@ -119,10 +117,6 @@ def _add_sql_route(router: APIRouter, engines: Engines, who_dep: Any) -> None:
                 raise ApiError(503, "clickhouse_unavailable", str(exc)) from exc
             raise ApiError(400, "sql_refused", _first_line(exc), "sql") from exc
         return {"columns": rows.columns, "rows": [queries.jsonable(list(r)) for r in rows.rows]}
-
-
-def _json_row(row: dict[str, Any], convert: Callable[[Any], Any] = queries.jsonable) -> Any:
-    return {k: convert(v) for k, v in row.items()}
 
 
 def _first_line(exc: ClickHouseError) -> str:

@@ -226,9 +226,9 @@ class Sink:
 
     def _learn(self, event: dict[str, Any]) -> JobContext | None:
         job_id = event["job_id"]
-        if event["type"] not in ("queued", "started"):
-            return self.contexts.get(job_id)
         ctx = self.contexts.get(job_id)
+        if event["type"] not in ("queued", "started"):
+            return ctx
         if ctx is None:
             ctx = self.contexts[job_id] = JobContext()
             if len(self.contexts) > REMEMBERED_JOBS:
