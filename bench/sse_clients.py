@@ -80,6 +80,17 @@ async def sse_events(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
             yield event
 
 
+def sse_fields(event: bytes) -> tuple[bytes, bytes]:
+    """An SSE event's ``event:`` and ``data:`` values (empty when it has none)."""
+    kind = data = b""
+    for line in event.split(b"\n"):
+        if line.startswith(b"event: "):
+            kind = line[7:]
+        elif line.startswith(b"data: "):
+            data = line[6:]
+    return kind, data
+
+
 class Stream:
     """One client's view of one job's stream."""
 
@@ -166,12 +177,7 @@ class Clients:
         if event.startswith(b":"):
             self.heartbeats += 1
             return
-        kind = data = b""
-        for line in event.split(b"\n"):
-            if line.startswith(b"event: "):
-                kind = line[7:]
-            elif line.startswith(b"data: "):
-                data = line[6:]
+        kind, data = sse_fields(event)
         if not data:
             return  # the retry hint
         now_us = time.time_ns() // 1000

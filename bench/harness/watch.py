@@ -25,7 +25,7 @@ import orjson
 
 from bench.harness.http import Endpoint, HttpError, Pool
 from bench.processes import serve_commands, use_uvloop
-from bench.sse_clients import READ_BYTES, TERMINAL, StreamError, sse_events
+from bench.sse_clients import READ_BYTES, TERMINAL, StreamError, sse_events, sse_fields
 
 IDLE_OPEN_CONCURRENCY = 100
 
@@ -168,12 +168,7 @@ class Load:
             raise StreamError("closed before its terminal event")
 
     def _event(self, watch: Watch, event: bytes) -> None:
-        kind = data = b""
-        for line in event.split(b"\n"):
-            if line.startswith(b"event: "):
-                kind = line[7:]
-            elif line.startswith(b"data: "):
-                data = line[6:]
+        kind, data = sse_fields(event)
         if not data:
             return  # a heartbeat or the retry hint
         at = now_us()
