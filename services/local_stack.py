@@ -4,17 +4,16 @@ Starts the local broker unless ``TOKENRELAY_KAFKA_BOOTSTRAP`` points at one that
 answers, then one process for the public face (ingest + gateway + analytics, which
 owns the embedded ClickHouse), one worker process and one aggregator (job state),
 waits until ``/readyz`` of the public face and of the aggregator say the stack can
-take, run and report a job, prints
-the URLs and the dev API key, and on Ctrl-C or SIGTERM stops what it started,
-broker included, in reverse order.
+take, run and report a job, prints the URLs and the dev API key. A child that
+exits is restarted with backoff (``services.supervisor``), the broker it started
+too; a part that keeps crashing stops the stack with its name and log. On
+Ctrl-C or SIGTERM it stops what it started, broker included, in reverse order.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import FrameType
@@ -25,6 +24,7 @@ from rich.console import Console
 from services.core.auth import parse_api_keys
 from services.core.local_kafka import LocalBroker, port_open, split_bootstrap
 from services.core.settings import Settings
+from services.supervisor import Child, CrashLoopError, RestartPolicy, Supervisor
 
 console = Console(stderr=True)
 READY_TIMEOUT_S = 120.0
@@ -42,21 +42,12 @@ def local_broker(settings: Settings) -> LocalBroker:
     )
 
 
-def _spawn(args: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    out = log_path.open("ab")
-    return subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "services.cli", *args], stdout=out, stderr=subprocess.STDOUT, env=env
-    )
-
-
-def _wait_ready(url: str, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+def _wait_ready(url: str, supervisor: Supervisor, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     with console.status("waiting for the stack to be ready …") as status:
         while time.monotonic() < deadline:
-            for p in procs:
-                if p.poll() is not None:
-                    raise SystemExit(f"a service exited with {p.returncode}; see the logs")
+            supervisor.tick()
             try:
                 r = httpx.get(url, timeout=2.0)
                 if r.status_code == 200:
@@ -84,20 +75,24 @@ def _broker_unless_configured(settings: Settings) -> LocalBroker | None:
     return broker
 
 
-def _stop_all(procs: list[subprocess.Popen[bytes]], broker: LocalBroker | None) -> None:
-    console.print("stopping …")
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in reversed(procs):
-        try:
-            p.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    if broker is not None:
-        broker.stop()
-    console.print("stopped")
+class BrokerWatch:
+    """Starts the local broker again when it dies, under the children's restart policy."""
+
+    def __init__(self, broker: LocalBroker | None, policy: RestartPolicy) -> None:
+        self.broker, self.policy = broker, policy
+        self.failures: list[float] = []
+
+    def tick(self) -> None:
+        if self.broker is None or self.broker.running_pid() is not None:
+            return
+        now = time.monotonic()
+        self.failures.append(now)
+        if self.policy.delay(self.failures, now) is None:
+            raise CrashLoopError(f"the Kafka broker keeps exiting; see {self.broker.paths.output}")
+        log_path = self.broker.paths.output
+        console.print(f"the Kafka broker exited; starting it again (log {log_path})")
+        self.broker.start()
+        console.print(f"Kafka is back at {self.broker.bootstrap}")
 
 
 def _banner(settings: Settings, logs: Path, seconds: float) -> str:
@@ -131,32 +126,45 @@ def up(settings: Settings) -> None:
         "TOKENRELAY_KAFKA_BOOTSTRAP": broker.bootstrap if broker else settings.kafka_bootstrap,
     }
     port = settings.http_port
-    procs = [
-        _spawn(
-            ["serve", "ingest", "gateway", "analytics", "--port", str(port)],
-            logs / "public.log",
-            env,
-        ),
-        _spawn(["serve", "worker", "--port", str(port + 1)], logs / "worker.log", env),
-        _spawn(["aggregator"], logs / "aggregator.log", env),
-    ]
+    public = ["serve", "ingest", "gateway", "analytics", "--port", str(port)]
+    supervisor = Supervisor(
+        [
+            Child("public", public, logs / "public.log", env),
+            Child("worker", ["serve", "worker", "--port", str(port + 1)], logs / "worker.log", env),
+            Child("aggregator", ["aggregator"], logs / "aggregator.log", env),
+        ],
+        say=console.print,
+    )
+    kafka = BrokerWatch(broker, supervisor.policy)
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    failed: CrashLoopError | None = None
     try:
-        _wait_ready(f"http://{settings.http_host}:{port}/readyz", procs, READY_TIMEOUT_S)
-        _wait_ready(f"{settings.aggregator_url}/readyz", procs, READY_TIMEOUT_S)
+        supervisor.start()
+        _wait_ready(f"http://{settings.http_host}:{port}/readyz", supervisor, READY_TIMEOUT_S)
+        _wait_ready(f"{settings.aggregator_url}/readyz", supervisor, READY_TIMEOUT_S)
         console.print(_banner(settings, logs, time.monotonic() - started))
-        while all(p.poll() is None for p in procs):
+        while True:
+            supervisor.tick()
+            kafka.tick()
             time.sleep(0.5)
-        console.print("[red]a service exited; see its log[/red]")
     except KeyboardInterrupt:
         pass
+    except CrashLoopError as exc:
+        failed = exc
+        console.print(f"[red]{exc}: stopping the stack[/red]")
     except SystemExit as exc:
         console.print(f"[red]{exc}[/red]")
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _stop_all(procs, broker)
+        console.print("stopping …")
+        supervisor.stop_all()
+        if broker is not None:
+            broker.stop()
+        console.print("stopped")
+    if failed is not None:
+        raise SystemExit(1)

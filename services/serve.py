@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 
 import httpx
 import uvicorn
@@ -31,6 +31,7 @@ from services.core.http import (
     install_error_handlers,
 )
 from services.core.kafka import Admin, Producer
+from services.core.kafka.probe import Probe, kafka_answers, workers_in_group
 from services.core.prices import load_prices
 from services.core.runtime import Runtime, ServicePart
 from services.core.settings import Settings
@@ -51,31 +52,12 @@ SERVICES: dict[str, Callable[[Runtime], ServicePart]] = {
 STARTUP_TIMEOUT_S = 60.0
 
 
-def kafka_check(rt: Runtime) -> ReadinessCheck:
-    expected = {s.name for s in topic_specs(rt.settings)}
-
-    async def check() -> str | None:
-        try:
-            existing = await rt.admin.topics(timeout=2.0)
-        except KafkaError as exc:
-            return f"kafka unreachable: {exc}"
-        missing = expected - existing.keys()
-        return f"topics missing: {', '.join(sorted(missing))}" if missing else None
-
-    return check
-
-
-def workers_check(rt: Runtime) -> ReadinessCheck:
-    """Jobs can run only while some worker is in the workers' group."""
-
-    async def check() -> str | None:
-        try:
-            members = await rt.admin.group_member_count(rt.settings.worker_group, timeout=2.0)
-        except KafkaError as exc:
-            return f"cannot see the worker group: {exc}"
-        return None if members else f"no worker in group {rt.settings.worker_group!r}"
-
-    return check
+def probes_for(admin: Admin, settings: Settings, names: list[str]) -> list[Probe]:
+    """Kafka for every process (first); the workers' group where jobs are taken in."""
+    probes = [Probe("kafka", kafka_answers(admin, {s.name for s in topic_specs(settings)}))]
+    if "ingest" in names:
+        probes.append(Probe("workers", workers_in_group(admin, settings.worker_group), 2.0))
+    return probes
 
 
 async def _ensure_topics_with_retry(settings: Settings) -> None:
@@ -92,23 +74,16 @@ async def _ensure_topics_with_retry(settings: Settings) -> None:
             await asyncio.sleep(1.0)
 
 
-def build_app(settings: Settings, names: list[str]) -> FastAPI:
-    unknown = [n for n in names if n not in SERVICES]
-    if unknown or not names:
-        raise ConfigError(f"services are {', '.join(SERVICES)}; got {', '.join(names) or 'none'}")
-    rt = Runtime(
-        settings=settings,
-        producer=Producer(settings.kafka_bootstrap, **{"client.id": settings.worker_id}),
-        admin=Admin(settings.kafka_bootstrap),
-        access=Access(settings),
-        state=StateClient(settings.aggregator_url),
-        prices=load_prices(settings.prices),
-    )
-    parts = [SERVICES[n](rt) for n in names]
+def _lifespan(
+    rt: Runtime, parts: list[ServicePart], probes: list[Probe], names: list[str]
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Topics, probes and the producer first; the parts in order; all stopped in reverse."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await _ensure_topics_with_retry(settings)
+        await _ensure_topics_with_retry(rt.settings)
+        for probe in probes:
+            probe.start()
         rt.producer.start()
         started: list[ServicePart] = []
         try:
@@ -124,16 +99,37 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
                     await part.stop()
             await rt.producer.close()
             await rt.state.close()
+            for probe in probes:
+                await probe.stop()
 
+    return lifespan
+
+
+def build_app(settings: Settings, names: list[str]) -> FastAPI:
+    unknown = [n for n in names if n not in SERVICES]
+    if unknown or not names:
+        raise ConfigError(f"services are {', '.join(SERVICES)}; got {', '.join(names) or 'none'}")
+    admin = Admin(settings.kafka_bootstrap)
+    probes = probes_for(admin, settings, names)
+    rt = Runtime(
+        settings=settings,
+        producer=Producer(settings.kafka_bootstrap, **{"client.id": settings.worker_id}),
+        admin=admin,
+        access=Access(settings),
+        state=StateClient(settings.aggregator_url),
+        prices=load_prices(settings.prices),
+        kafka=probes[0],
+    )
+    parts = [SERVICES[n](rt) for n in names]
+
+    lifespan = _lifespan(rt, parts, probes, names)
     app = FastAPI(title="tokenrelay", lifespan=lifespan, default_response_class=JsonResponse)
     app.state.drains = [part.drain for part in parts if part.drain is not None]
     install_error_handlers(app)
     for part in parts:
         if part.router is not None:
             app.include_router(part.router)
-    checks = [kafka_check(rt)]
-    if "ingest" in names:
-        checks.append(workers_check(rt))
+    checks: list[ReadinessCheck] = [probe.readiness for probe in probes]
     checks += [c for part in parts for c in part.checks]
     app.include_router(health_router(checks))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)

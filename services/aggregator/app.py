@@ -30,6 +30,8 @@ from services.aggregator import transport
 from services.aggregator.index import JobIndex
 from services.aggregator.processor import JobStates, decode_state, encode_state
 from services.core.ids import now_us
+from services.core.kafka import Admin
+from services.core.kafka.probe import Probe, kafka_answers
 from services.core.metrics import (
     AGGREGATOR_EVENTS,
     AGGREGATOR_STATE_WRITES,
@@ -105,6 +107,9 @@ class Aggregator:
         self.app.agent(self.tokens, name="job-events")(self._on_events)
         self.app.agent(self.control, name="batch-control")(self._on_control)
         self.app.timer(RETENTION_SWEEP_S)(self._sweep)
+        expected = {topics.tokens, topics.control, topics.job_state, topics.dlq}
+        self.kafka = Probe("kafka", kafka_answers(Admin(settings.kafka_bootstrap), expected))
+        self.app.task(self.kafka.run)
 
     # --- state --------------------------------------------------------------------
 
@@ -136,6 +141,13 @@ class Aggregator:
     def ready(self) -> bool:
         """Partitions assigned and their tables recovered: reads are whole."""
         return self._settled and bool(self.active_partitions())
+
+    def not_ready_reasons(self) -> list[str]:
+        """Why ``/readyz`` says 503: Kafka does not answer, or the tables are not whole."""
+        reasons = [r for r in [self.kafka.reason()] if r]
+        if not self.ready():
+            reasons.append("recovering the tables of this instance's partitions")
+        return reasons
 
     async def _on_assigned(self, *_args: Any, **_kwargs: Any) -> None:
         self._settled = False

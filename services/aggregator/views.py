@@ -278,9 +278,10 @@ def _register_ops(agg: Aggregator, parts: Parts) -> None:
     @app.page("/readyz")
     class Ready(View):
         async def get(self, request: Request) -> Response:
-            if agg.ready():
+            reasons = agg.not_ready_reasons()
+            if not reasons:
                 return _json(self, {"status": "ready"})
-            return _json(self, {"status": "not ready", "reasons": ["recovering"]}, 503)
+            return _json(self, {"status": "not ready", "reasons": reasons}, 503)
 
     @app.page("/metrics")
     class Metrics(View):

@@ -39,12 +39,20 @@ class DecodeError(TokenrelayError):
 class ApiError(TokenrelayError):
     """An error answered to an HTTP client as ``{"error": {"code", "message", "field"}}``."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
+        self.headers = headers or {}
 
 
 class ClickHouseError(TokenrelayError):

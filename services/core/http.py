@@ -43,9 +43,26 @@ def error_body(code: str, message: str, field: str | None = None) -> dict[str, A
     return {"error": err}
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> Response:
+KAFKA_RETRY_AFTER_S = 2
+"""What a 503 ``kafka_unavailable`` tells a client to wait (``Retry-After``)."""
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    field: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     JOBS_REJECTED.labels(code).inc()
-    return JsonResponse(error_body(code, message, field), status_code=status)
+    return JsonResponse(error_body(code, message, field), status_code=status, headers=headers)
+
+
+def kafka_unavailable(message: str) -> ApiError:
+    """The 503 for when Kafka did not confirm in time: the client retries after a pause."""
+    return ApiError(
+        503, "kafka_unavailable", message, headers={"Retry-After": str(KAFKA_RETRY_AFTER_S)}
+    )
 
 
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str | None:
@@ -75,7 +92,7 @@ def validation_error_response(exc: RequestValidationError) -> Response:
 def install_error_handlers(app: FastAPI) -> None:
     async def on_api_error(_r: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
-        return error_response(exc.status, exc.code, exc.message, exc.field)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
 
     async def on_validation(_r: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -88,7 +105,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_kafka(r: Request, exc: Exception) -> Response:
         log.warning("%s %s: Kafka failed: %s", r.method, r.url.path, exc)
-        return error_response(503, "kafka_unavailable", "Kafka did not answer; retry shortly")
+        err = kafka_unavailable("Kafka did not answer; retry shortly")
+        return error_response(err.status, err.code, err.message, headers=err.headers)
 
     async def on_unexpected(r: Request, exc: Exception) -> Response:
         log.error("%s %s failed", r.method, r.url.path, exc_info=exc)

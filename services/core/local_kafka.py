@@ -198,15 +198,18 @@ class LocalBroker:
             raise ConfigError(f"formatting KRaft storage failed: {result.stdout}{result.stderr}")
 
     def running_pid(self) -> int | None:
+        """The broker's pid if it is alive; a dead child of ours is reaped, not mistaken for one."""
+        if self._proc is not None and self._proc.poll() is not None:
+            self._proc = None
+            if self._out is not None:
+                self._out.close()
+                self._out = None
         try:
             pid = int(self.paths.pid.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        _reap(pid)
+        return pid if alive(pid) else None
 
     def start(self, timeout: float = 90.0) -> int:
         """Start the broker (unless it runs) and wait until it serves metadata; returns its pid."""
@@ -270,6 +273,21 @@ class LocalBroker:
             self._out = None
         log.info("kafka broker stopped")
         return True
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs: a zombie (dead, not yet reaped by its parent) does not."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no procfs: trust the signal
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def _reap(pid: int) -> None:

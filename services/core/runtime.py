@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from services.core.access import Access
 from services.core.http import ReadinessCheck
 from services.core.kafka import Admin, Producer
+from services.core.kafka.probe import Probe
 from services.core.prices import Prices
 from services.core.settings import Settings
 from services.core.state_client import StateClient
@@ -29,6 +30,8 @@ class Runtime:
     access: Access
     state: StateClient
     prices: Prices
+    kafka: Probe
+    """Whether Kafka answers, checked in the background: ``/readyz`` and submissions read it."""
 
 
 @dataclass

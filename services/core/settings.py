@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     stream_token_secret: SecretStr | None = None
     stream_token_ttl_s: int = Field(default=3600, ge=1)
     public_url: str | None = None
+    submit_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="How long a submission may wait for Kafka before a 503 kafka_unavailable.",
+    )
     stream_buffer_events: int = Field(default=1000, ge=10)
     stream_heartbeat_s: float = Field(default=15.0, gt=0)
     stream_replay_readers: int = Field(default=8, ge=1)

@@ -32,7 +32,7 @@ from services.core.ids import job_id_ms, new_job_id, now_us
 from services.core.metrics import JOBS_SUBMITTED
 from services.core.runtime import Runtime
 from services.ingest.bodies import CancelRequest, parse_batch
-from services.ingest.submit import Submission, new_submission, publish, send_control
+from services.ingest.submit import Submission, bounded, new_submission, publish, send_control
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _add_submit_route(router: APIRouter, rt: Runtime, principal: Who, owners: Ba
         subs = await asyncio.to_thread(
             parse_batch, body, request.headers.get("content-type"), settings.batch_max_jobs, build
         )
-        await publish(rt.producer, topics, subs, f"batch {batch_id}")
+        await publish(rt.producer, topics, subs, f"batch {batch_id}", **bounded(rt))
         owners.add(batch_id, who.tenant)
         by_priority = Counter(s.queued.priority for s in subs)
         for priority, n in by_priority.items():
@@ -142,7 +142,7 @@ def _add_control_routes(
         return who.tenant if who.tenant == tenant else f"admin:{who.tenant}"
 
     async def instruct(batch_id: str, control: Control, status: str) -> JsonResponse:
-        await send_control(rt.producer, topics, control)
+        await send_control(rt.producer, topics, control, **bounded(rt))
         log.info("batch %s %s requested by %s", batch_id, control.type, control.by)
         return JsonResponse({"batch_id": batch_id, "status": status}, status_code=202)
 

@@ -34,15 +34,16 @@ from services.core.kafka import Consumer
 from services.core.partitioner import partition_for
 from services.core.runtime import Runtime
 from services.core.serde import decode
-from services.ingest.submit import SUBMIT_TIMEOUT_S, Submission, publish
+from services.ingest.submit import Submission, bounded, publish
 
 log = logging.getLogger(__name__)
 
 RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 MAX_ATTEMPTS = 50
 """``JobRequest.max_attempts``'s upper bound."""
-SCAN_WINDOW_MS = int(4 * SUBMIT_TIMEOUT_S * 1000)
-"""A command is produced within two submit rounds of its ``queued`` event; past this, stop."""
+SCAN_WINDOW_MS = 120_000
+"""A command is produced within the submit bound (``submit_timeout_s`` ≤ 60 s) of its
+``queued`` event; twice that past it, the search stops."""
 SEARCH_TIMEOUT_S = 10.0
 
 
@@ -154,7 +155,7 @@ def add_retry_route(
                 "job_id",
             )
         sub = retry_submission(state, original, now_us())
-        await publish(rt.producer, topics, [sub], f"the retry of job {job_id}")
+        await publish(rt.producer, topics, [sub], f"the retry of job {job_id}", **bounded(rt))
         log.info(
             "job %s retried by admin:%s as attempt %d",
             job_id,

@@ -31,7 +31,7 @@ from services.ingest.batches import add_batch_routes
 from services.ingest.bodies import CancelRequest
 from services.ingest.idempotency import IdempotencyCache
 from services.ingest.retry import add_retry_route
-from services.ingest.submit import new_submission, publish, send_control
+from services.ingest.submit import bounded, new_submission, publish, send_control
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def make_router(rt: Runtime) -> APIRouter:
         sub = new_submission(
             req, rt.settings, rt.prices, job_id=new_job_id(), tenant=who.tenant, now=now_us()
         )
-        (where,) = await publish(rt.producer, topics, [sub], f"job {sub.job_id}")
+        (where,) = await publish(rt.producer, topics, [sub], f"job {sub.job_id}", **bounded(rt))
         log.info(
             "job %s queued by %s at %s[%d]@%d",
             sub.job_id,
@@ -117,6 +117,6 @@ def add_cancel_route(
             raise ApiError(404, "not_found", f"no job {job_id}", "job_id")
         by = who.tenant if who.tenant == located.first.tenant else f"admin:{who.tenant}"
         cancel = Cancel(job_id=job_id, ts=now_us(), by=by, reason=body.reason if body else None)
-        await send_control(rt.producer, topics, cancel)
+        await send_control(rt.producer, topics, cancel, **bounded(rt))
         log.info("job %s cancel requested by %s", job_id, by)
         return JsonResponse({"job_id": job_id, "status": "cancelling"}, status_code=202)

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -23,15 +24,15 @@ from schemas.control import Control, control_key
 from schemas.events import Queued
 from schemas.jobs import FAKE_DEFAULT_MAX_TOKENS, FakeProviderOptions, JobRequest
 from services.core.errors import ApiError, KafkaError
+from services.core.http import kafka_unavailable
 from services.core.kafka import Delivered, Producer
+from services.core.kafka.probe import Probe
 from services.core.prices import ESTIMATE_OUTPUT_TOKENS, Prices
+from services.core.runtime import Runtime
 from services.core.serde import encode
 from services.core.settings import Settings, Topics
 
 log = logging.getLogger(__name__)
-
-SUBMIT_TIMEOUT_S = 15.0
-"""How long each of the two rounds (events, commands) may take before the answer is 503."""
 
 YIELD_EVERY = 500
 """Records produced between two yields to the event loop, so a big batch never stalls streams."""
@@ -122,34 +123,66 @@ async def _produce_all(
     return list(await asyncio.gather(*futures))
 
 
+DEFAULT_TIMEOUT_S = 5.0
+"""How long a publish may wait for Kafka unless told (``submit_timeout_s``)."""
+
+
+def _refuse_if_kafka_down(kafka: Probe | None, what: str) -> None:
+    """Answer at once while the probe says Kafka is unreachable: nothing is produced then."""
+    reason = kafka.reason() if kafka is not None else None
+    if reason is not None and "unreachable" in reason:
+        log.warning("%s not accepted: %s", what, reason)
+        raise kafka_unavailable(f"{what} was not stored: Kafka is unreachable; retry")
+
+
 async def publish(
-    producer: Producer, topics: Topics, subs: Sequence[Submission], what: str = "the job"
+    producer: Producer,
+    topics: Topics,
+    subs: Sequence[Submission],
+    what: str = "the job",
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    kafka: Probe | None = None,
 ) -> list[Delivered]:
     """Publish every submission; where each command landed, once Kafka confirmed them all.
 
-    Raises a 503 ``ApiError`` when Kafka did not confirm every record in time; some
-    jobs may then exist (a retry of the request submits new ones).
+    Both rounds together may take ``timeout_s``. Raises a 503 ``ApiError`` with
+    ``Retry-After`` when ``kafka`` says it is unreachable (nothing is produced then)
+    or Kafka did not confirm every record in time (some records may still land: a
+    retry with the same ``Idempotency-Key`` answers with the job it created).
     """
+    _refuse_if_kafka_down(kafka, what)
     try:
-        async with asyncio.timeout(SUBMIT_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             await _produce_all(producer, [(topics.tokens, s.job_id, s.queued) for s in subs])
-        async with asyncio.timeout(SUBMIT_TIMEOUT_S):
             return await _produce_all(
                 producer,
                 [(topics.jobs[s.queued.priority], s.job_id, s.command) for s in subs],
             )
     except (TimeoutError, KafkaError) as exc:
         log.warning("%s not accepted: %s", what, exc or "timed out")
-        raise ApiError(503, "kafka_unavailable", f"{what} could not be stored; retry") from exc
+        raise kafka_unavailable(f"{what} could not be stored; retry") from exc
 
 
-async def send_control(producer: Producer, topics: Topics, control: Control) -> Delivered:
+async def send_control(
+    producer: Producer,
+    topics: Topics,
+    control: Control,
+    *,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    kafka: Probe | None = None,
+) -> Delivered:
     """Publish an instruction to the control topic, keyed by its job or batch; 503 if not stored."""
+    what = f"the {control.type}"
+    _refuse_if_kafka_down(kafka, what)
     try:
-        async with asyncio.timeout(SUBMIT_TIMEOUT_S):
+        async with asyncio.timeout(timeout_s):
             return await producer.send(topics.control, control_key(control), encode(control))
     except (TimeoutError, KafkaError) as exc:
         log.warning("%s not stored: %s", control.type, exc or "timed out")
-        raise ApiError(
-            503, "kafka_unavailable", f"the {control.type} was not stored; retry"
-        ) from exc
+        raise kafka_unavailable(f"{what} was not stored; retry") from exc
+
+
+def bounded(rt: Runtime) -> dict[str, Any]:
+    """The keyword arguments that bound a publish by the process's settings and probe."""
+    return {"timeout_s": rt.settings.submit_timeout_s, "kafka": rt.kafka}

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.core.kafka import (
     OutRecord,
-    ProducerFencedError,
     TopicPartition,
     TransactionAbortedError,
     TransactionalProducer,
@@ -43,6 +43,8 @@ from services.worker.offsets import OffsetLedger
 log = logging.getLogger(__name__)
 
 RETRY_BACKOFF_S = (0.05, 0.1, 0.2, 0.5, 1.0)
+STALLED_AFTER_S = 3.0
+"""Transactions failing this long make ``/readyz`` say so (a single abort is routine)."""
 
 
 class NotOwnedError(Exception):
@@ -73,6 +75,20 @@ class Committer:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.failure: BaseException | None = None
+        self._failing: tuple[float, str] | None = None
+        """Since when (monotonic) the transactions have been aborting, and the last error."""
+
+    def stalled_reason(self, after_s: float = STALLED_AFTER_S) -> str | None:
+        """Why the worker cannot settle jobs, once commits have failed for ``after_s``."""
+        if self.failure is not None:
+            return f"the worker cannot commit: {self.failure}"
+        if self._failing is None:
+            return None
+        since, error = self._failing
+        failing_for = time.monotonic() - since
+        if failing_for < after_s:
+            return None
+        return f"transactions have failed for {failing_for:.0f}s: {error}"
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="committer")
@@ -100,13 +116,6 @@ class Committer:
             if batch:
                 try:
                     await self._round(batch)
-                except ProducerFencedError as exc:
-                    log.critical("transactional producer fenced; the worker must restart: %s", exc)
-                    self.failure = exc
-                    for s in batch + self._waiting:
-                        if not s.done.done():
-                            s.done.set_exception(exc)
-                    return
                 except Exception as exc:
                     log.exception("settling %d jobs failed", len(batch))
                     for s in batch:
@@ -137,16 +146,28 @@ class Committer:
                 self.ledger.commit_failed(offsets)
                 TRANSACTIONS.labels("aborted").inc()
                 delay = RETRY_BACKOFF_S[min(attempt, len(RETRY_BACKOFF_S) - 1)]
-                log.warning("%s; retrying %d settlements in %.2fs", exc, len(batch), delay)
+                self._note_abort(exc, len(batch))
                 attempt += 1
                 await asyncio.sleep(delay)
                 continue
+            self._note_commit(attempt)
             TRANSACTIONS.labels("committed").inc()
             self.ledger.committed(offsets, finishing)
             break
         for s in batch:
             if not s.done.done():
                 s.done.set_result(None)
+
+    def _note_abort(self, exc: Exception, settlements: int) -> None:
+        if self._failing is None:
+            log.warning("%s; retrying %d settlements until one commits", exc, settlements)
+        self._failing = (self._failing[0] if self._failing else time.monotonic(), str(exc))
+
+    def _note_commit(self, attempt: int) -> None:
+        if self._failing is not None:
+            since = time.monotonic() - self._failing[0]
+            log.info("settling again after %.1fs and %d attempts", since, attempt + 1)
+            self._failing = None
 
     async def stop(self) -> None:
         """Commit what is waiting, then stop."""

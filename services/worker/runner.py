@@ -154,8 +154,14 @@ class WorkerRunner:
             # mark or settlement for them may be committed once they are given away.
             asyncio.run_coroutine_threadsafe(self._revoke(tps), loop).result(timeout=30)
 
+        def on_lost(tps: list[TopicPartition]) -> None:
+            loop.call_soon_threadsafe(self.joined.clear)  # out of the group until it rejoins
+            on_revoke(tps)
+
         topics = [*self.topics.jobs_by_priority(), self.topics.retry]
-        await self._consumer.subscribe(topics, on_assign=on_assign, on_revoke=on_revoke)
+        await self._consumer.subscribe(
+            topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
+        )
         self._task = asyncio.create_task(self._loop(), name="worker-loop")
         log.info(
             "worker %s consuming %s, concurrency %d",
@@ -169,9 +175,7 @@ class WorkerRunner:
             return "the worker has not joined its group yet"
         if not self.control.caught_up.is_set():
             return "the worker is still reading the control topic"
-        if self.committer.failure is not None:
-            return f"the worker cannot commit: {self.committer.failure}"
-        return None
+        return self.committer.stalled_reason()
 
     async def stop(self) -> None:
         """Stop intake, let running jobs end within the grace period, hand back the rest."""

@@ -20,8 +20,21 @@ class Admin:
     """Topic and cluster administration."""
 
     def __init__(self, bootstrap: str, **overrides: Any) -> None:
-        config: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": _rdkafka_log}
-        self._admin = AdminClient({**config, **overrides})
+        self._config: dict[str, Any] = {
+            "bootstrap.servers": bootstrap,
+            "logger": _rdkafka_log,
+            **overrides,
+        }
+        self._admin = AdminClient(self._config)
+
+    def renew(self) -> None:
+        """Replace the client with a fresh one, for when the old one stopped answering.
+
+        After a broker restart librdkafka can keep a dead group coordinator cached
+        and time out every group request to it (confluentinc/librdkafka#5511); a
+        new client looks its coordinators up again. Calls in flight finish on the old one.
+        """
+        self._admin = AdminClient(self._config)
 
     async def topics(self, timeout: float = 5.0) -> dict[str, int]:
         """Existing topics → partition count. Raises ``KafkaUnavailableError`` if none answers."""

@@ -99,11 +99,14 @@ class Consumer:
         topics: list[str],
         on_assign: AssignCallback | None = None,
         on_revoke: RevokeCallback | None = None,
+        on_lost: RevokeCallback | None = None,
     ) -> None:
         """Join the group. The callbacks run on the consumer thread, inside ``poll``.
 
         ``on_assign`` receives each new partition with the group's committed offset
         and its metadata, read before any of the partition's records is returned.
+        ``on_lost`` (default: ``on_revoke``) is told of partitions taken away without
+        a rebalance: the session expired, as when the brokers stopped answering.
         """
 
         def assigned(c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
@@ -115,7 +118,13 @@ class Consumer:
             if on_revoke is not None:
                 on_revoke([(tp.topic, tp.partition) for tp in tps])
 
-        await self._call(self._c.subscribe, topics, on_assign=assigned, on_revoke=revoked)
+        def lost(_c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
+            if (callback := on_lost or on_revoke) is not None:
+                callback([(tp.topic, tp.partition) for tp in tps])
+
+        await self._call(
+            self._c.subscribe, topics, on_assign=assigned, on_revoke=revoked, on_lost=lost
+        )
 
     async def committed(
         self, tps: Iterable[TopicPartition], timeout: float = COMMITTED_TIMEOUT_S

@@ -8,9 +8,15 @@ aborted transaction.
 
 Every call runs on one single-thread executor, since a transaction is a
 sequence on one producer. ``commit`` raises ``TransactionAbortedError`` when
-the transaction had to be aborted (the caller may retry with fresh group
-metadata), and ``ProducerFencedError`` when this producer can never commit
-again (another instance took over its ``transactional.id``).
+the transaction did not take effect, and the caller retries it (with fresh
+group metadata). Two failures replace the librdkafka producer instead of
+leaving the worker wedged: a fatal error (fenced, or an idempotence state it
+cannot recover), and a call that does not return by its deadline —
+``send_offsets_to_transaction`` can block past its timeout after a broker
+restart (confluentinc/librdkafka#5456, #5511). The replacement's
+``init_transactions`` fences the old producer and aborts its open transaction,
+so nothing of the abandoned attempt becomes visible; the thread stuck in the
+old call is left to finish on its own.
 """
 
 from __future__ import annotations
@@ -84,18 +90,47 @@ class TransactionalProducer:
                 code=exc.args[0].code(),
             ) from exc
         self._producer = producer
+        if self.replaced:
+            log.info("transactional producer %s re-created", self.transactional_id)
+
+    replaced = 0
+    """How many times the librdkafka producer was given up and replaced."""
+
+    def _abandon(self, why: str) -> None:
+        """Give up the producer (and its executor, whose thread may be stuck in it)."""
+        log.warning("transactional producer %s replaced: %s", self.transactional_id, why)
+        self.replaced += 1
+        self._producer = None
+        self._executor.shutdown(wait=False)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-producer")
 
     async def commit(
         self,
         records: Sequence[OutRecord],
         offsets: Mapping[TopicPartition, OffsetCommit],
         group_metadata: Any,
-        timeout: float = 30.0,
+        timeout: float = 5.0,
     ) -> None:
-        """Produce ``records`` and commit ``offsets`` for the group, atomically."""
-        if self._producer is None:
-            raise KafkaError("transactional producer not started")
-        await self._call(self._transact, self._producer, records, offsets, group_metadata, timeout)
+        """Produce ``records`` and commit ``offsets`` for the group, atomically.
+
+        Each librdkafka call may take ``timeout``; the whole transaction gets twice
+        that before the producer is deemed wedged and replaced.
+        """
+        try:
+            await self.start(timeout)
+        except KafkaError as exc:
+            raise TransactionAbortedError(f"no transactional producer: {exc}") from exc
+        assert self._producer is not None
+        call = self._call(self._transact, self._producer, records, offsets, group_metadata, timeout)
+        try:
+            async with asyncio.timeout(2 * timeout):
+                await call
+        except TimeoutError as exc:
+            self._abandon(f"a transaction did not return in {2 * timeout:.0f}s")
+            raise TransactionAbortedError("transaction abandoned: the producer was wedged") from exc
+        except ProducerFencedError as exc:
+            self._abandon(str(exc))
+            raise TransactionAbortedError(f"transaction aborted: {exc}") from exc
 
     @staticmethod
     def _transact(

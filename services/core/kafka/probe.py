@@ -1,0 +1,127 @@
+"""Whether a dependency answers now: checked in the background, read instantly by ``/readyz``.
+
+A readiness probe must answer in well under a second even while Kafka is down,
+and a submission must learn at once that Kafka is unreachable rather than wait
+for a timeout. So each ``Probe`` runs its check every ``interval_s`` (each run
+bounded by ``timeout_s``), keeps the last answer, and logs one line when the
+answer changes: when the dependency stops answering and when it answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from services.core.errors import KafkaError
+from services.core.kafka.admin import Admin
+
+log = logging.getLogger(__name__)
+
+Check = Callable[[], Awaitable[str | None]]
+"""None when all is well, else why not. A ``KafkaError`` counts as the reason."""
+
+
+class Probe:
+    def __init__(self, name: str, check: Check, interval_s: float = 1.0, timeout_s: float = 3.0):
+        self.name = name
+        self._check = check
+        self.interval_s, self.timeout_s = interval_s, timeout_s
+        self._reason: str | None = f"{name}: not checked yet"
+        self._failing_since: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._checked = asyncio.Event()
+
+    def reason(self) -> str | None:
+        """The last answer: None if the check passed."""
+        return self._reason
+
+    async def readiness(self) -> str | None:
+        """``reason`` as a ``/readyz`` check: instant, whatever the dependency does."""
+        return self._reason
+
+    @property
+    def ok(self) -> bool:
+        return self._reason is None
+
+    async def first_answer(self, timeout: float) -> None:
+        """Wait until the check has answered once (or ``timeout`` passed)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._checked.wait()
+
+    async def check_now(self) -> str | None:
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                reason = await self._check()
+        except TimeoutError:
+            reason = f"no answer in {self.timeout_s:.0f}s"
+        except KafkaError as exc:
+            reason = str(exc)
+        self._record(f"{self.name}: {reason}" if reason else None)
+        return self._reason
+
+    def _record(self, reason: str | None) -> None:
+        now = time.monotonic()
+        first = not self._checked.is_set()
+        was_ok = self._reason is None
+        self._reason = reason
+        self._checked.set()
+        if first:
+            if reason is not None:
+                log.warning("%s", reason)
+                self._failing_since = now
+        elif reason is None and not was_ok:
+            since = self._failing_since or now
+            log.info("%s: answering again after %.1fs", self.name, now - since)
+            self._failing_since = None
+        elif reason is not None and was_ok:
+            log.warning("%s", reason)
+            self._failing_since = now
+
+    async def run(self) -> None:
+        """Check every ``interval_s`` until cancelled."""
+        while True:
+            await self.check_now()
+            await asyncio.sleep(self.interval_s)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name=f"probe {self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+
+def kafka_answers(admin: Admin, expected_topics: set[str]) -> Check:
+    """Kafka answers a metadata request, and every topic exists."""
+
+    async def check() -> str | None:
+        try:
+            existing = await admin.topics(timeout=2.0)
+        except KafkaError as exc:
+            admin.renew()
+            return f"unreachable: {exc}"
+        missing = expected_topics - existing.keys()
+        return f"topics missing: {', '.join(sorted(missing))}" if missing else None
+
+    return check
+
+
+def workers_in_group(admin: Admin, group: str) -> Check:
+    """Jobs can run only while some worker is in the workers' group."""
+
+    async def check() -> str | None:
+        try:
+            members = await admin.group_member_count(group, timeout=2.0)
+        except KafkaError as exc:
+            admin.renew()
+            return f"cannot see group {group!r}: {exc}"
+        return None if members else f"no worker in group {group!r}"
+
+    return check
