@@ -1,0 +1,148 @@
+"""``tokenrelay up`` keeps its children alive, and stops the stack when one keeps crashing.
+
+kill -9 of the worker: ``up`` says so in one line, starts a new worker, and the
+stack is ready again with the other parts untouched. Then the worker's port is
+taken, so every new worker dies at once: after three failures ``up`` stops the
+whole stack, names the worker and its log, exits non-zero, and leaves no child behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.core.local_kafka import alive, free_port
+from services.core.settings import Settings
+from tests.support.workers import settings_env
+
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
+
+
+def two_free_ports() -> int:
+    """A port p with p + 1 free too (``up`` serves the worker on the next port)."""
+    while True:
+        port = free_port()
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+
+
+def can_bind(sock: socket.socket, port: int) -> bool:
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        return False
+    return True
+
+
+def children(pid: int) -> dict[str, int]:
+    """``up``'s children by the part they run: public, worker, aggregator."""
+    out = {}
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        cmd = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        if b"worker" in cmd:
+            out["worker"] = int(child)
+        elif b"aggregator" in cmd:
+            out["aggregator"] = int(child)
+        elif b"ingest" in cmd:
+            out["public"] = int(child)
+    return out
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_for(what: str, done: Callable[[], bool], timeout: float, output: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not in {timeout}s; up said:\n{output.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+@contextmanager
+def tokenrelay_up(
+    settings: Settings, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    output = tmp_path / "up.out"
+    env = {
+        **os.environ,
+        **settings_env(settings),
+        "TOKENRELAY_HTTP_PORT": str(settings.http_port),
+        "TOKENRELAY_AGGREGATOR_PORT": str(settings.aggregator_port),
+        "TOKENRELAY_AGGREGATOR_URL": f"http://127.0.0.1:{settings.aggregator_port}",
+        "TOKENRELAY_DATA_DIR": str(tmp_path / "data"),
+        "COLUMNS": "200",
+    }
+    with output.open("wb") as out:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "up"], env=env, stdout=out, stderr=out
+        )
+    try:
+        yield up, output
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            up.wait(timeout=90)
+
+
+@pytest.mark.timeout(300)
+def test_up_restarts_a_killed_worker_and_gives_up_on_a_crash_loop(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    port = two_free_ports()
+    settings = make_settings(http_port=port, aggregator_port=free_port())
+    public, worker = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
+    aggregator = f"http://127.0.0.1:{settings.aggregator_port}"
+    with tokenrelay_up(settings, tmp_path) as (up, output):
+        wait_for("the stack", lambda: "tokenrelay is ready" in output.read_text(), 150, output)
+        first = children(up.pid)
+        assert set(first) == {"public", "worker", "aggregator"}, first
+
+        os.kill(first["worker"], signal.SIGKILL)
+        wait_for(
+            "a new worker",
+            lambda: children(up.pid).get("worker") not in (None, first["worker"]) and ready(worker),
+            90,
+            output,
+        )
+        said = output.read_text()
+        assert "worker exited with code -9; restarting in 1s" in said
+        assert said.count("worker restarted, pid") == 1
+        second = children(up.pid)
+        assert second["public"] == first["public"] and second["aggregator"] == first["aggregator"]
+        assert not alive(first["worker"]), "the killed worker was reaped, not left a zombie"
+        assert ready(public) and ready(aggregator)
+
+        with socket.socket() as squatter:
+            os.kill(second["worker"], signal.SIGKILL)
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # A killed process's threads close its sockets a moment after it shows as dead.
+            wait_for("the worker's port free", lambda: can_bind(squatter, port + 1), 10, output)
+            squatter.listen()
+            up.wait(timeout=120)
+        said = output.read_text()
+        everyone = set(first.values()) | set(second.values())
+
+    assert up.returncode == 1, said[-2000:]
+    assert "worker exited 3 times in 60s" in said
+    assert str(tmp_path / "data" / "logs" / "worker.log") in said.replace("\n", "")
+    assert not [pid for pid in everyone if alive(pid)], "up left a child running"
+    assert not ready(public) and not ready(aggregator)
