@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 from typing import Annotated, Any
 
 import httpx
@@ -239,36 +240,63 @@ def bench(
         raise typer.Exit(2) from exc
 
 
-@kafka_app.command("start")
-def kafka_start() -> None:
-    """Fetch Kafka's jars with mvn if needed, format storage once, start, wait until ready."""
-    from services.local_stack import local_broker
+BrokersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--brokers",
+        min=1,
+        max=9,
+        help="nodes (each broker + controller) on the bootstrap port and the ports after it; "
+        "default: as started before, else TOKENRELAY_KAFKA_BROKERS (1)",
+    ),
+]
 
-    broker = local_broker(_settings())
-    pid = broker.start()
-    err.print(f"Kafka running at {broker.bootstrap}, pid {pid}, logs {broker.paths.output}")
+
+@kafka_app.command("start")
+def kafka_start(brokers: BrokersOption = None) -> None:
+    """Fetch Kafka's jars with mvn if needed, format storage once, start the nodes that are
+    down, wait until every node answers."""
+    from services.local_stack import local_cluster
+
+    cluster = local_cluster(_settings(), brokers)
+    started = cluster.start()
+    for node in cluster.status():
+        again = "started" if node.id in started else "already running"
+        err.print(f"node {node.id} at {cluster.host}:{node.port}, pid {node.pid}: {again}")
+    err.print(
+        f"Kafka running at {cluster.bootstrap}, replication {cluster.replicas}, "
+        f"logs {cluster.root}/node-*/broker.log"
+    )
 
 
 @kafka_app.command("stop")
 def kafka_stop() -> None:
-    """Stop the local broker cleanly."""
-    from services.local_stack import local_broker
+    """Stop every node of the local Kafka cleanly."""
+    from services.local_stack import local_cluster
 
-    if not local_broker(_settings()).stop():
+    if not local_cluster(_settings()).stop():
         err.print("no local broker was running")
 
 
 @kafka_app.command("status")
-def kafka_status() -> None:
-    """Whether the local broker runs and answers; exit 1 if not."""
-    from services.local_stack import local_broker
+def kafka_status(
+    as_json: Annotated[bool, typer.Option("--json", help='print {"nodes": [...]}')] = False,
+) -> None:
+    """Each node of the local Kafka: its port, pid and whether it answers; exit 1 if none does."""
+    from services.local_stack import local_cluster
 
-    broker = local_broker(_settings())
-    pid = broker.running_pid()
-    if pid is None:
-        err.print(f"no local broker running (data in {broker.paths.root})")
+    cluster = local_cluster(_settings())
+    nodes = cluster.status()
+    if as_json:
+        typer.echo(orjson.dumps({"nodes": [asdict(n) for n in nodes]}).decode())
+    else:
+        for n in nodes:
+            state = f"up, pid {n.pid}" if n.up else "down"
+            err.print(f"node {n.id} at {cluster.host}:{n.port}: {state}")
+    if not any(n.up for n in nodes):
+        if not as_json:
+            err.print(f"no local broker running (data in {cluster.root})")
         raise typer.Exit(1)
-    err.print(f"Kafka running at {broker.bootstrap}, pid {pid}")
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import httpx
 from rich.console import Console
 
 from services.core.auth import parse_api_keys
-from services.core.local_kafka import LocalBroker, port_open, split_bootstrap
+from services.core.local_kafka import LocalCluster, port_open, split_bootstrap, stored_size
 from services.core.settings import Settings
 from services.supervisor import Child, CrashLoopError, RestartPolicy, Supervisor
 
@@ -30,13 +30,16 @@ console = Console(stderr=True)
 READY_TIMEOUT_S = 120.0
 
 
-def local_broker(settings: Settings) -> LocalBroker:
+def local_cluster(settings: Settings, nodes: int | None = None) -> LocalCluster:
+    """The local Kafka under ``<data dir>/kafka``: ``nodes``, else as many as it was
+    started with, else ``TOKENRELAY_KAFKA_BROKERS``."""
     host, port = split_bootstrap(settings.kafka_bootstrap)
-    return LocalBroker(
-        root=(settings.data_dir / "kafka").resolve(),
+    root = (settings.data_dir / "kafka").resolve()
+    return LocalCluster(
+        root=root,
         host=host,
         port=port,
-        controller_port=port + 1,
+        nodes=nodes or stored_size(root) or settings.kafka_brokers,
         version=settings.kafka_version,
         cache_dir=settings.kafka_cache_dir,
     )
@@ -60,39 +63,45 @@ def _wait_ready(url: str, supervisor: Supervisor, timeout: float) -> None:
     raise SystemExit(f"the stack was not ready in {timeout:.0f}s: {last}")
 
 
-def _broker_unless_configured(settings: Settings) -> LocalBroker | None:
-    """The local broker we started, or None when TOKENRELAY_KAFKA_BOOTSTRAP answers already."""
+def _broker_unless_configured(settings: Settings) -> LocalCluster | None:
+    """The local Kafka we started, or None when TOKENRELAY_KAFKA_BOOTSTRAP answers already."""
     host, port = split_bootstrap(settings.kafka_bootstrap)
     if "TOKENRELAY_KAFKA_BOOTSTRAP" in os.environ and port_open(host, port):
         console.print(f"using Kafka at {settings.kafka_bootstrap}")
         return None
-    broker = local_broker(settings)
-    with console.status(f"starting Kafka {settings.kafka_version} at {broker.bootstrap} …"):
-        broker.start()
+    asked = settings.kafka_brokers if "kafka_brokers" in settings.model_fields_set else None
+    cluster = local_cluster(settings, asked)
+    nodes = len(cluster.nodes)
+    with console.status(f"starting Kafka {settings.kafka_version} ({nodes} nodes) …"):
+        cluster.start()
     console.print(
-        f"Kafka {settings.kafka_version} at {broker.bootstrap}, log {broker.paths.output}"
+        f"Kafka {settings.kafka_version} at {cluster.bootstrap}, "
+        f"replication {cluster.replicas}, logs {cluster.root}/node-*/broker.log"
     )
-    return broker
+    return cluster
 
 
 class BrokerWatch:
-    """Starts the local broker again when it dies, under the children's restart policy."""
+    """Starts the nodes of the local Kafka that died, under the children's restart policy."""
 
-    def __init__(self, broker: LocalBroker | None, policy: RestartPolicy) -> None:
-        self.broker, self.policy = broker, policy
+    def __init__(self, cluster: LocalCluster | None, policy: RestartPolicy) -> None:
+        self.cluster, self.policy = cluster, policy
         self.failures: list[float] = []
 
     def tick(self) -> None:
-        if self.broker is None or self.broker.running_pid() is not None:
+        if self.cluster is None:
+            return
+        down = self.cluster.down()
+        if not down:
             return
         now = time.monotonic()
         self.failures.append(now)
+        names = ", ".join(f"node {n.node_id} (log {n.paths.output})" for n in down)
         if self.policy.delay(self.failures, now) is None:
-            raise CrashLoopError(f"the Kafka broker keeps exiting; see {self.broker.paths.output}")
-        log_path = self.broker.paths.output
-        console.print(f"the Kafka broker exited; starting it again (log {log_path})")
-        self.broker.start()
-        console.print(f"Kafka is back at {self.broker.bootstrap}")
+            raise CrashLoopError(f"Kafka keeps exiting: {names}")
+        console.print(f"Kafka {names} exited; starting it again")
+        self.cluster.start()
+        console.print(f"Kafka is back at {self.cluster.bootstrap}")
 
 
 def _banner(settings: Settings, logs: Path, seconds: float) -> str:
@@ -125,6 +134,8 @@ def up(settings: Settings) -> None:
         "TOKENRELAY_DATA_DIR": str(data),
         "TOKENRELAY_KAFKA_BOOTSTRAP": broker.bootstrap if broker else settings.kafka_bootstrap,
     }
+    if broker is not None:
+        env.setdefault("TOKENRELAY_REPLICATION_FACTOR", str(broker.replicas))
     port = settings.http_port
     public = ["serve", "ingest", "gateway", "analytics", "--port", str(port)]
     supervisor = Supervisor(

@@ -105,26 +105,42 @@ class BrokerPaths:
         return self.root / "broker.log"
 
 
-def server_properties(host: str, port: int, controller_port: int, log_dir: Path) -> str:
+def server_properties(
+    host: str,
+    port: int,
+    controller_port: int,
+    log_dir: Path,
+    node_id: int = 1,
+    voters: str | None = None,
+    replicas: int = 1,
+) -> str:
+    """One KRaft node, broker and controller both; ``voters`` lists every controller.
+
+    ``replicas`` (min(3, nodes)) is the replication of Kafka's own topics; with
+    more than one, a write needs two in-sync replicas (``min.insync.replicas=2``).
+    """
+    min_isr = min(2, replicas)
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@{host}:{controller_port}",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={voters or f'{node_id}@{host}:{controller_port}'}",
             f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
             f"advertised.listeners=PLAINTEXT://{host}:{port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={log_dir}",
             "num.partitions=3",
-            "offsets.topic.replication.factor=1",
+            f"default.replication.factor={replicas}",
+            f"min.insync.replicas={min_isr}",
+            f"offsets.topic.replication.factor={replicas}",
             "offsets.topic.num.partitions=6",
-            "transaction.state.log.replication.factor=1",
-            "transaction.state.log.min.isr=1",
+            f"transaction.state.log.replication.factor={replicas}",
+            f"transaction.state.log.min.isr={min_isr}",
             "transaction.state.log.num.partitions=6",
             "group.initial.rebalance.delay.ms=0",
-            "share.coordinator.state.topic.replication.factor=1",
-            "share.coordinator.state.topic.min.isr=1",
+            f"share.coordinator.state.topic.replication.factor={replicas}",
+            f"share.coordinator.state.topic.min.isr={min_isr}",
             "",
         ]
     )
@@ -150,11 +166,24 @@ class LocalBroker:
     """One broker process whose state lives under ``root``."""
 
     def __init__(
-        self, root: Path, host: str, port: int, controller_port: int, version: str, cache_dir: Path
+        self,
+        root: Path,
+        host: str,
+        port: int,
+        controller_port: int,
+        version: str,
+        cache_dir: Path,
+        *,
+        node_id: int = 1,
+        voters: str | None = None,
+        replicas: int = 1,
+        cluster_id: str | None = None,
     ) -> None:
         self.paths = BrokerPaths(root)
         self.host, self.port, self.controller_port = host, port, controller_port
         self.version, self.cache_dir = version, cache_dir
+        self.node_id, self.voters, self.replicas = node_id, voters, replicas
+        self.cluster_id = cluster_id
         self._proc: subprocess.Popen[bytes] | None = None
         self._out: BinaryIO | None = None
 
@@ -180,11 +209,19 @@ class LocalBroker:
     def format(self, libs: Path) -> None:
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self.paths.config.write_text(
-            server_properties(self.host, self.port, self.controller_port, self.paths.logs)
+            server_properties(
+                self.host,
+                self.port,
+                self.controller_port,
+                self.paths.logs,
+                self.node_id,
+                self.voters,
+                self.replicas,
+            )
         )
         if (self.paths.logs / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = self.cluster_id or new_cluster_id()
         cmd = self._java(
             libs,
             "kafka.tools.StorageTool",
@@ -213,6 +250,12 @@ class LocalBroker:
 
     def start(self, timeout: float = 90.0) -> int:
         """Start the broker (unless it runs) and wait until it serves metadata; returns its pid."""
+        pid = self.launch()
+        self.wait_ready(timeout)
+        return pid
+
+    def launch(self) -> int:
+        """Start the broker process unless it runs; returns its pid without waiting."""
         pid = self.running_pid()
         if pid is None:
             if port_open(self.host, self.port):
@@ -231,8 +274,7 @@ class LocalBroker:
             )
             pid = self._proc.pid
             self.paths.pid.write_text(str(pid))
-            log.info("kafka broker starting, pid %d, %s", pid, self.bootstrap)
-        self.wait_ready(timeout)
+            log.info("kafka node %d starting, pid %d, %s", self.node_id, pid, self.bootstrap)
         return pid
 
     def wait_ready(self, timeout: float) -> None:
@@ -256,6 +298,17 @@ class LocalBroker:
         if pid is None:
             return False
         os.killpg(pid, signal.SIGTERM)
+        self.wait_stopped(pid, timeout)
+        return True
+
+    def signal_stop(self) -> int | None:
+        """SIGTERM without waiting (a cluster stops every node at once); the pid signalled."""
+        pid = self.running_pid()
+        if pid is not None:
+            os.killpg(pid, signal.SIGTERM)
+        return pid
+
+    def wait_stopped(self, pid: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.running_pid() is not None:
             _reap(pid)
@@ -271,8 +324,11 @@ class LocalBroker:
         if self._out is not None:
             self._out.close()
             self._out = None
-        log.info("kafka broker stopped")
-        return True
+        log.info("kafka node %d stopped", self.node_id)
+
+
+def new_cluster_id() -> str:
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
 def alive(pid: int) -> bool:
@@ -301,3 +357,114 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    id: int
+    port: int
+    pid: int | None
+    up: bool
+
+
+class LocalCluster:
+    """``nodes`` KRaft nodes on one machine, each a broker and a controller.
+
+    Node ``i`` (1-based) serves clients on ``port + i - 1`` and its controller on
+    ``port + nodes + i - 1``: with the default 9092 and three nodes, clients use
+    9092-9094 and the controllers 9095-9097. One node keeps the layout of a single
+    broker (controller on ``port + 1``). Each node's state lives in ``root/node-<i>``;
+    every node is formatted with the cluster id kept in ``root/cluster.id``.
+    """
+
+    def __init__(
+        self, root: Path, host: str, port: int, nodes: int, version: str, cache_dir: Path
+    ) -> None:
+        if nodes < 1:
+            raise ConfigError("a Kafka cluster needs at least one node")
+        formatted = stored_size(root)
+        if formatted is not None and formatted != nodes:
+            raise ConfigError(
+                f"the local Kafka under {root} has {formatted} nodes, not {nodes}: "
+                f"use --brokers {formatted}, or stop it and remove {root} to start afresh"
+            )
+        self.root, self.host, self.port = root, host, port
+        replicas = min(3, nodes)
+        voters = ",".join(f"{i}@{host}:{port + nodes + i - 1}" for i in range(1, nodes + 1))
+        self.nodes = [
+            LocalBroker(
+                root / f"node-{i}",
+                host,
+                port + i - 1,
+                port + nodes + i - 1,
+                version,
+                cache_dir,
+                node_id=i,
+                voters=voters,
+                replicas=replicas,
+                cluster_id=self._cluster_id,
+            )
+            for i in range(1, nodes + 1)
+        ]
+
+    @property
+    def _cluster_id(self) -> str:
+        path = self.root / "cluster.id"
+        if not path.exists():
+            self.root.mkdir(parents=True, exist_ok=True)
+            path.write_text(new_cluster_id())
+        return path.read_text().strip()
+
+    @property
+    def replicas(self) -> int:
+        return self.nodes[0].replicas
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def node(self, node_id: int) -> LocalBroker:
+        return self.nodes[node_id - 1]
+
+    def down(self) -> list[LocalBroker]:
+        return [n for n in self.nodes if n.running_pid() is None]
+
+    def start(self, timeout: float = 120.0) -> list[int]:
+        """Start every node that is down (the others keep running); wait until all answer.
+
+        All are launched before any is waited for: a node of a quorum serves only
+        once a majority of the controllers runs.
+        """
+        started = [n.node_id for n in self.down()]
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / "nodes").write_text(str(len(self.nodes)))
+        for n in self.nodes:
+            n.launch()
+        deadline = time.monotonic() + timeout
+        for n in self.nodes:
+            n.wait_ready(max(1.0, deadline - time.monotonic()))
+        return started
+
+    def stop(self, timeout: float = 30.0) -> list[int]:
+        """SIGTERM to every node at once, then wait (a quorum stopped one by one stalls)."""
+        signalled = [(n, n.signal_stop()) for n in self.nodes]
+        for n, pid in signalled:
+            if pid is not None:
+                n.wait_stopped(pid, timeout)
+        return [n.node_id for n, pid in signalled if pid is not None]
+
+    def status(self) -> list[NodeStatus]:
+        out = []
+        for n in self.nodes:
+            pid = n.running_pid()
+            answers = pid is not None and port_open(n.host, n.port)
+            out.append(NodeStatus(n.node_id, n.port, pid, answers))
+        return out
+
+
+def stored_size(root: Path) -> int | None:
+    """How many nodes the cluster under ``root`` was started with, if it ever was."""
+    try:
+        return int((root / "nodes").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None

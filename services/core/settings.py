@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="tokenrelay", pattern=r"^[A-Za-z0-9._-]+$")
     topic_partitions: int = Field(default=3, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    kafka_brokers: int = Field(
+        default=1, ge=1, le=9, description="Nodes of the local Kafka that `kafka start`/`up` run."
+    )
     tokens_retention_ms: int = 7 * 24 * 3600 * 1000
     worker_group: str = "workers"
 

@@ -9,13 +9,15 @@ from services.core.settings import Settings
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     t = settings.topics
     n, rf = settings.topic_partitions, settings.replication_factor
-    specs = [TopicSpec(name, n, rf) for name in t.jobs_by_priority()]
+    # Replicated, an acknowledged write (acks=all) is on two brokers at least.
+    isr = {"min.insync.replicas": "2"} if rf > 1 else {}
+    specs = [TopicSpec(name, n, rf, isr) for name in t.jobs_by_priority()]
     specs += [
-        TopicSpec(t.control, n, rf, {"retention.ms": str(settings.tokens_retention_ms)}),
-        TopicSpec(t.retry, n, rf),
-        TopicSpec(t.dlq, n, rf, {"retention.ms": str(30 * 24 * 3600 * 1000)}),
-        TopicSpec(t.tokens, n, rf, {"retention.ms": str(settings.tokens_retention_ms)}),
-        TopicSpec(t.job_state, n, rf, {"cleanup.policy": "compact"}),
+        TopicSpec(t.control, n, rf, {**isr, "retention.ms": str(settings.tokens_retention_ms)}),
+        TopicSpec(t.retry, n, rf, isr),
+        TopicSpec(t.dlq, n, rf, {**isr, "retention.ms": str(30 * 24 * 3600 * 1000)}),
+        TopicSpec(t.tokens, n, rf, {**isr, "retention.ms": str(settings.tokens_retention_ms)}),
+        TopicSpec(t.job_state, n, rf, {**isr, "cleanup.policy": "compact"}),
     ]
     return specs
 
