@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install up test lint schemas bench clean
+.PHONY: install tools up test lint schemas bench clean
 
 install: $(STAMP)
 
@@ -16,11 +16,15 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# Tools the fault tests drive, built outside the repo (~/.cache/tokenrelay/tools) like the Kafka jars.
+tools: install
+	@$(PY) -m tests.support.toxiproxy >/dev/null
+
 up: install
 	@$(VENV)/bin/tokenrelay up
 
 # pytest's exit code 5 means no test ran: that is a failure, not a pass.
-test: install
+test: install tools
 	@$(PY) -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
 

@@ -113,11 +113,13 @@ def server_properties(
     node_id: int = 1,
     voters: str | None = None,
     replicas: int = 1,
+    advertised_port: int | None = None,
 ) -> str:
     """One KRaft node, broker and controller both; ``voters`` lists every controller.
 
     ``replicas`` (min(3, nodes)) is the replication of Kafka's own topics; with
     more than one, a write needs two in-sync replicas (``min.insync.replicas=2``).
+    ``advertised_port`` sends clients elsewhere (a proxy in front of ``port``).
     """
     min_isr = min(2, replicas)
     return "\n".join(
@@ -126,7 +128,7 @@ def server_properties(
             f"node.id={node_id}",
             f"controller.quorum.voters={voters or f'{node_id}@{host}:{controller_port}'}",
             f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{advertised_port or port}",
             "controller.listener.names=CONTROLLER",
             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             f"log.dirs={log_dir}",
@@ -178,8 +180,10 @@ class LocalBroker:
         voters: str | None = None,
         replicas: int = 1,
         cluster_id: str | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         self.paths = BrokerPaths(root)
+        self.advertised_port = advertised_port
         self.host, self.port, self.controller_port = host, port, controller_port
         self.version, self.cache_dir = version, cache_dir
         self.node_id, self.voters, self.replicas = node_id, voters, replicas
@@ -217,6 +221,7 @@ class LocalBroker:
                 self.node_id,
                 self.voters,
                 self.replicas,
+                self.advertised_port,
             )
         )
         if (self.paths.logs / "meta.properties").exists():
