@@ -187,6 +187,8 @@ class ServiceChild:
     env: dict[str, str]
     log: Path
     proc: subprocess.Popen[bytes] | None = None
+    command: list[str] | None = None
+    """The ``tokenrelay`` arguments when not ``serve <names> --port <port>`` (the aggregator)."""
 
     @property
     def url(self) -> str:
@@ -199,8 +201,8 @@ class ServiceChild:
 
     def start(self, timeout: float = 90.0) -> float:
         """Start it and wait until ``/readyz`` answers 200; the seconds that took."""
-        cmd = [sys.executable, "-m", "services.cli", "serve", *self.names]
-        cmd += ["--port", str(self.port)]
+        args = self.command or ["serve", *self.names, "--port", str(self.port)]
+        cmd = [sys.executable, "-m", "services.cli", *args]
         started = time.monotonic()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(

@@ -207,8 +207,9 @@ def _print_stream(client: httpx.Client, path: str) -> None:
 @app.command()
 def bench(
     scenario: Annotated[
-        str, typer.Argument(help="steady, max, ingest, fanout, priority, or all")
+        str, typer.Argument(help="steady, max, ingest, fanout, priority, all; or soak")
     ] = "steady",
+    minutes: Annotated[float, typer.Option(help="soak: how long the load runs")] = 60.0,
     url: Annotated[str | None, typer.Option(help="a running stack; default: start our own")] = None,
     api_key: Annotated[str | None, typer.Option(help="an admin key of the stack at --url")] = None,
     jobs: Annotated[int | None, typer.Option(help="jobs (low ones in priority)")] = None,
@@ -221,7 +222,11 @@ def bench(
         bool, typer.Option("--json", help="one JSON object on the last line of stdout")
     ] = False,
 ) -> None:
-    """Measure the pipeline against the fake provider streamed with no Kafka (bench.harness)."""
+    """Measure the pipeline against the fake provider streamed with no Kafka (bench.harness);
+    ``soak``: the whole stack under a steady load for ``--minutes``, memory and latency drift."""
+    if scenario == "soak":
+        _soak(minutes, jobs, max_tokens, tokens_per_s, as_json)
+        return
     from bench.harness.cli import run
     from bench.harness.scenarios import Options
 
@@ -238,6 +243,30 @@ def bench(
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _soak(
+    minutes: float, jobs: int | None, tokens: int | None, pace: float | None, as_json: bool
+) -> None:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from bench.soak import SoakOptions, table
+    from bench.soak import run as soak
+
+    defaults = SoakOptions()
+    opts = SoakOptions(
+        minutes=minutes,
+        concurrent=jobs or defaults.concurrent,
+        tokens=tokens or defaults.tokens,
+        tokens_per_s=pace or defaults.tokens_per_s,
+    )
+    columns = (TextColumn("soak {task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("starting the stack …", total=1.0)
+        result = soak(opts, lambda done, what: bar.update(task, completed=done, description=what))
+    err.print(table(result))
+    if as_json:
+        sys.stdout.write(orjson.dumps(result).decode() + "\n")
 
 
 BrokersOption = Annotated[

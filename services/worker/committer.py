@@ -74,14 +74,11 @@ class Committer:
         self._waiting: list[Settlement] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.failure: BaseException | None = None
         self._failing: tuple[float, str] | None = None
         """Since when (monotonic) the transactions have been aborting, and the last error."""
 
     def stalled_reason(self, after_s: float = STALLED_AFTER_S) -> str | None:
         """Why the worker cannot settle jobs, once commits have failed for ``after_s``."""
-        if self.failure is not None:
-            return f"the worker cannot commit: {self.failure}"
         if self._failing is None:
             return None
         since, error = self._failing
@@ -102,8 +99,6 @@ class Committer:
         await self._submit(Settlement(None, None, []))
 
     async def _submit(self, s: Settlement) -> None:
-        if self.failure is not None:
-            raise self.failure
         self._waiting.append(s)
         self._wake.set()
         await s.done
@@ -173,7 +168,7 @@ class Committer:
         """Commit what is waiting, then stop."""
         if self._task is None:
             return
-        if self._waiting and self.failure is None:
+        if self._waiting:
             await self.sync()
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)

@@ -19,7 +19,7 @@ from tests.support.aggregators import aggregator_process, get_state, with_aggreg
 from tests.support.stack import running
 from tests.support.topic_reader import events_reader
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 JOBS = 120
 

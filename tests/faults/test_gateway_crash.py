@@ -18,7 +18,7 @@ from tests.support.sse import SseEvent, SseParser, read_events
 from tests.support.stack import running
 from tests.support.workers import ChildProcess
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 TOKENS = 300
 STREAM = {"max_tokens": TOKENS, "provider_options": {"tokens_per_s": 25}}

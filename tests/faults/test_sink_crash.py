@@ -44,7 +44,7 @@ from tests.support.stack import running
 from tests.support.topic_reader import TopicReader, events_reader
 from tests.support.workers import ChildProcess
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 MAX_KILLS = 2
 """Each restart after a kill waits out the session timeout; an aimed kill nearly always lands."""

@@ -14,7 +14,7 @@ from tests.support.jobs import submit
 from tests.support.topic_reader import by_job, events_reader, of_type
 from tests.support.workers import two_workers_and_ingest
 
-pytestmark = pytest.mark.kafka
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 STREAM = {"max_tokens": 40, "provider_options": {"tokens_per_s": 10}}
 """Four seconds per stream."""

@@ -24,6 +24,7 @@ PASSED_ON = (
     "kafka_bootstrap",
     "topic_prefix",
     "topic_partitions",
+    "replication_factor",
     "worker_group",
     "api_keys",
     "fake_tokens_per_s",

@@ -12,6 +12,8 @@ Everything else uses the small clients of this package:
   never committed automatically: callers commit what they have finished.
 * ``TransactionalProducer`` — records and consumer offsets committed together.
 * ``Admin`` — topic creation (harmless when they exist), group and cluster checks.
+* ``probe.Probe`` — whether Kafka answers, checked in the background so that
+  ``/readyz`` and submissions know at once (``probe`` is imported by path).
 
 Errors become ``services.core.errors`` types, decided on ``KafkaError.code()``.
 """

@@ -16,15 +16,18 @@ cannot recover), and a call that does not return by its deadline —
 restart (confluentinc/librdkafka#5456, #5511). The replacement's
 ``init_transactions`` fences the old producer and aborts its open transaction,
 so nothing of the abandoned attempt becomes visible; the thread stuck in the
-old call is left to finish on its own.
+old call is a daemon (``Lane``), left to finish on its own without holding up
+the process's exit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
+import threading
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, NoReturn
@@ -73,10 +76,12 @@ class TransactionalProducer:
         }
         self.transactional_id = transactional_id
         self._producer: ck.Producer | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-producer")
+        self._lane = Lane("txn-producer")
+        self.replaced = 0
+        """How many times the librdkafka producer was given up and replaced."""
 
     async def _call(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args))
+        return await asyncio.wrap_future(self._lane.submit(partial(fn, *args)))
 
     async def start(self, timeout: float = 30.0) -> None:
         if self._producer is not None:
@@ -93,16 +98,13 @@ class TransactionalProducer:
         if self.replaced:
             log.info("transactional producer %s re-created", self.transactional_id)
 
-    replaced = 0
-    """How many times the librdkafka producer was given up and replaced."""
-
     def _abandon(self, why: str) -> None:
         """Give up the producer (and its executor, whose thread may be stuck in it)."""
         log.warning("transactional producer %s replaced: %s", self.transactional_id, why)
         self.replaced += 1
         self._producer = None
-        self._executor.shutdown(wait=False)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="txn-producer")
+        self._lane.close()
+        self._lane = Lane("txn-producer")
 
     async def commit(
         self,
@@ -170,7 +172,38 @@ class TransactionalProducer:
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await self._call(producer.flush, 10.0)
-        await asyncio.to_thread(self._executor.shutdown, True)
+        self._lane.close()
+
+
+class Lane:
+    """One daemon thread that runs the calls given to it in order.
+
+    Like a one-thread ``ThreadPoolExecutor``, but a call stuck inside librdkafka
+    cannot keep the process from exiting (an executor's threads are joined at exit).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future[Any], Any] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name=name, daemon=True).start()
+
+    def submit(self, fn: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self._calls.put((fut, fn))
+        return fut
+
+    def close(self) -> None:
+        """End the thread once the calls already given have run."""
+        self._calls.put(None)
+
+    def _run(self) -> None:
+        while (item := self._calls.get()) is not None:
+            fut, fn = item
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn())
+            except BaseException as exc:  # handed to the caller that awaits it
+                fut.set_exception(exc)
 
 
 def _produce(p: ck.Producer, r: OutRecord, on_delivery: Any) -> None:

@@ -1,0 +1,245 @@
+"""``tokenrelay bench soak --minutes N``: the whole stack under a steady load; does anything grow?
+
+The stack is our own, as ``make up`` runs it: a throwaway broker, the public face
+(ingest, gateway, analytics), a worker and the aggregator, each a child process
+with the fake provider. The load keeps ``concurrent`` jobs running, each of
+``tokens`` tokens at ``tokens_per_s``, each watched over SSE from submission to
+its end; a finished job is replaced at once. Every ``sample_s`` the resident
+memory of each process is read from ``/proc``; per minute, the tokens received
+and the p99 of a token's latency (its arrival at the watcher minus its event's
+``ts``). At the end: each process's RSS slope (MB/min, least squares over the
+samples after the first minute, or after the first sample in a one-minute run)
+and the slope of the per-minute p99 (ms/min). A leak shows as a slope that does
+not fall toward zero as the run gets longer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from bench.harness import report
+from bench.processes import ServiceChild, rss_kb
+from schemas.events import TERMINAL_EVENT_TYPES
+from services.core.local_kafka import LocalBroker, free_port
+from services.core.settings import Settings
+
+API_KEY = "soak-key"
+HEADERS = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@dataclass(frozen=True)
+class SoakOptions:
+    minutes: float = 60.0
+    concurrent: int = 8
+    tokens: int = 200
+    tokens_per_s: float = 50.0
+    sample_s: float = 10.0
+
+
+@dataclass
+class Minute:
+    latencies_ms: list[float] = field(default_factory=list)
+    jobs: int = 0
+    errors: int = 0
+
+
+def slope(points: list[tuple[float, float]]) -> float | None:
+    """Least-squares slope of ``(x, y)`` points; None with fewer than two distinct x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    return statistics.linear_regression([x for x, _ in points], [y for _, y in points]).slope
+
+
+def p99(values: list[float]) -> float | None:
+    if len(values) < 2:
+        return values[0] if values else None
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+@contextmanager
+def soak_stack(data: Path) -> Iterator[dict[str, int]]:
+    """Broker + public + worker + aggregator; yields the base URL's port and every pid."""
+    defaults = Settings()
+    with ExitStack() as stack:
+        broker = LocalBroker(
+            data / "kafka",
+            "127.0.0.1",
+            free_port(),
+            free_port(),
+            defaults.kafka_version,
+            defaults.kafka_cache_dir,
+        )
+        broker.start()
+        stack.callback(broker.stop)
+        tag = uuid.uuid4().hex[:8]
+        agg_port = free_port()
+        env = {
+            "TOKENRELAY_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "TOKENRELAY_TOPIC_PREFIX": f"soak{tag}",
+            "TOKENRELAY_API_KEYS": f"{API_KEY}:soak:admin",
+            "TOKENRELAY_DATA_DIR": str(data),
+            "TOKENRELAY_LOG_LEVEL": "WARNING",
+            "TOKENRELAY_AGGREGATOR_PORT": str(agg_port),
+            "TOKENRELAY_AGGREGATOR_URL": f"http://127.0.0.1:{agg_port}",
+            "TOKENRELAY_WORKER_GRACE_S": "1",
+        }
+        children = {
+            "aggregator": ServiceChild(
+                ["aggregator"], agg_port, env, data / "aggregator.log", command=["aggregator"]
+            ),
+            "worker": ServiceChild(["worker"], free_port(), env, data / "worker.log"),
+            "public": ServiceChild(
+                ["ingest", "gateway", "analytics"], free_port(), env, data / "public.log"
+            ),
+        }
+        for child in children.values():
+            stack.callback(child.stop)
+            child.start()
+        pids = {name: child.pid for name, child in children.items()}
+        yield {"port": children["public"].port, **pids, "kafka": broker.running_pid() or 0}
+
+
+async def _job_loop(
+    client: httpx.AsyncClient, opts: SoakOptions, started: float, minutes: list[Minute]
+) -> None:
+    body = {
+        "prompt": "soak",
+        "max_tokens": opts.tokens,
+        "provider_options": {"tokens_per_s": opts.tokens_per_s},
+    }
+    end = started + opts.minutes * 60
+    while time.monotonic() < end:
+        bucket = minutes[min(int((time.monotonic() - started) // 60), len(minutes) - 1)]
+        try:
+            r = await client.post("/v1/jobs", json=body, headers=HEADERS)
+            r.raise_for_status()
+            url = f"/v1/jobs/{r.json()['job_id']}/events"
+            async with client.stream("GET", url, headers=HEADERS) as resp:
+                resp.raise_for_status()
+                event = ""
+                async for line in resp.aiter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                    elif line.startswith("data: ") and event == "token":
+                        ts = orjson.loads(line[6:])["ts"]
+                        at = int((time.monotonic() - started) // 60)
+                        now_ms = time.time() * 1000
+                        minutes[min(at, len(minutes) - 1)].latencies_ms.append(now_ms - ts / 1000)
+                    elif line.startswith("data: ") and event in TERMINAL_EVENT_TYPES:
+                        break
+            bucket.jobs += 1
+        except (httpx.HTTPError, KeyError, ValueError):
+            bucket.errors += 1
+            await asyncio.sleep(1.0)
+
+
+async def _sample(
+    pids: dict[str, int], opts: SoakOptions, started: float, samples: list[dict[str, Any]]
+) -> None:
+    end = started + opts.minutes * 60
+    while True:
+        at = time.monotonic() - started
+        samples.append(
+            {"t_min": round(at / 60, 3)} | {n: round(rss_kb(p) / 1024, 1) for n, p in pids.items()}
+        )
+        if time.monotonic() >= end:
+            return
+        await asyncio.sleep(min(opts.sample_s, max(0.0, end - time.monotonic())))
+
+
+def summarize(
+    opts: SoakOptions, samples: list[dict[str, Any]], minutes: list[Minute], parts: list[str]
+) -> dict[str, Any]:
+    warm = 1.0 if opts.minutes > 1 else 0.0
+    later = [s for s in samples if s["t_min"] > warm] or samples[1:]
+    rss_slopes = {n: slope([(s["t_min"], s[n]) for s in later]) for n in parts}
+    rows = []
+    for i, m in enumerate(minutes):
+        at_end = [s for s in samples if s["t_min"] <= i + 1][-1]
+        rows.append(
+            {
+                "minute": i + 1,
+                "jobs": m.jobs,
+                "tokens": len(m.latencies_ms),
+                "errors": m.errors,
+                "p99_token_latency_ms": round(v, 1) if (v := p99(m.latencies_ms)) else None,
+                "rss_mb": {n: at_end[n] for n in parts},
+            }
+        )
+    p99s = [(r["minute"], r["p99_token_latency_ms"]) for r in rows if r["p99_token_latency_ms"]]
+    drift = slope(p99s)
+    return {
+        "scenario": "soak",
+        "options": opts.__dict__,
+        "minutes": rows,
+        "rss_slope_mb_per_min": {
+            n: round(v, 3) if v is not None else None for n, v in rss_slopes.items()
+        },
+        "p99_slope_ms_per_min": round(drift, 3) if drift is not None else None,
+        "errors": sum(m.errors for m in minutes),
+        "machine": report.machine(),
+    }
+
+
+def run(opts: SoakOptions, progress: Callable[[float, str], None]) -> dict[str, Any]:
+    """The soak's figures; ``progress(fraction done, what)`` is called every second or so."""
+    with tempfile.TemporaryDirectory(prefix="tr-soak-") as tmp, soak_stack(Path(tmp)) as info:
+        pids = {n: p for n, p in info.items() if n != "port"}
+        minutes = [Minute() for _ in range(max(1, int(-(-opts.minutes // 1))))]
+        samples: list[dict[str, Any]] = []
+
+        async def main() -> None:
+            started = time.monotonic()
+            limits = httpx.Limits(max_connections=opts.concurrent * 2 + 4)
+            base = f"http://127.0.0.1:{info['port']}"
+            async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
+                work = [
+                    asyncio.create_task(_job_loop(client, opts, started, minutes))
+                    for _ in range(opts.concurrent)
+                ]
+                sampler = asyncio.create_task(_sample(pids, opts, started, samples))
+                while not all(t.done() for t in work):
+                    done = min(1.0, (time.monotonic() - started) / (opts.minutes * 60))
+                    m = minutes[min(int((time.monotonic() - started) // 60), len(minutes) - 1)]
+                    progress(done, f"{m.jobs} jobs, {len(m.latencies_ms)} tokens this minute")
+                    await asyncio.wait(work, timeout=1.0)
+                await asyncio.gather(*work)
+                await sampler
+
+        asyncio.run(main())
+        return summarize(opts, samples, minutes, list(pids))
+
+
+def table(result: dict[str, Any]) -> Any:
+    """The per-minute figures and the slopes, as a rich table."""
+    from rich.table import Table  # noqa: PLC0415
+
+    parts = list(result["rss_slope_mb_per_min"])
+    t = Table(title="soak: per minute", show_lines=False)
+    for col in ["minute", "jobs", "tokens", "errors", "p99 token ms", *[f"{p} MB" for p in parts]]:
+        t.add_column(col, justify="right")
+    for r in result["minutes"]:
+        t.add_row(
+            str(r["minute"]),
+            str(r["jobs"]),
+            str(r["tokens"]),
+            str(r["errors"]),
+            str(r["p99_token_latency_ms"]),
+            *[str(r["rss_mb"][p]) for p in parts],
+        )
+    slopes = result["rss_slope_mb_per_min"]
+    drift = str(result["p99_slope_ms_per_min"])
+    t.add_row("slope/min", "", "", "", drift, *[str(slopes[p]) for p in parts])
+    return t
