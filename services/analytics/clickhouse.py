@@ -175,4 +175,5 @@ class ClickHouse:
 
     async def close(self) -> None:
         await self._call("close failed", self._client.close)
-        self._executor.shutdown(wait=False)
+        # Its last call has returned: joining the thread is immediate, and none outlives close.
+        await asyncio.to_thread(self._executor.shutdown, True)
