@@ -129,9 +129,8 @@ DEFAULT_TIMEOUT_S = 5.0
 
 def _refuse_if_kafka_down(kafka: Probe | None, what: str) -> None:
     """Answer at once while the probe says Kafka is unreachable: nothing is produced then."""
-    reason = kafka.reason() if kafka is not None else None
-    if reason is not None and "unreachable" in reason:
-        log.warning("%s not accepted: %s", what, reason)
+    if kafka is not None and kafka.unreachable:
+        log.warning("%s not accepted: %s", what, kafka.reason())
         raise kafka_unavailable(f"{what} was not stored: Kafka is unreachable; retry")
 
 

@@ -10,7 +10,6 @@ answer changes: when the dependency stops answering and when it answers again.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +20,8 @@ from services.core.kafka.admin import Admin
 log = logging.getLogger(__name__)
 
 Check = Callable[[], Awaitable[str | None]]
-"""None when all is well, else why not. A ``KafkaError`` counts as the reason."""
+"""None when all is well, else why not. Raising ``KafkaError`` (or running past the
+timeout) means no answer: the dependency is unreachable."""
 
 
 class Probe:
@@ -33,6 +33,9 @@ class Probe:
         self._failing_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._checked = asyncio.Event()
+        self.unreachable = False
+        """Whether the last check got no answer at all (it raised or timed out), as opposed
+        to an answer that says something is missing."""
 
     def reason(self) -> str | None:
         """The last answer: None if the check passed."""
@@ -42,24 +45,15 @@ class Probe:
         """``reason`` as a ``/readyz`` check: instant, whatever the dependency does."""
         return self._reason
 
-    @property
-    def ok(self) -> bool:
-        return self._reason is None
-
-    async def first_answer(self, timeout: float) -> None:
-        """Wait until the check has answered once (or ``timeout`` passed)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
-                await self._checked.wait()
-
     async def check_now(self) -> str | None:
         try:
             async with asyncio.timeout(self.timeout_s):
                 reason = await self._check()
+            self.unreachable = False
         except TimeoutError:
-            reason = f"no answer in {self.timeout_s:.0f}s"
+            reason, self.unreachable = f"unreachable: no answer in {self.timeout_s:.0f}s", True
         except KafkaError as exc:
-            reason = str(exc)
+            reason, self.unreachable = f"unreachable: {exc}", True
         self._record(f"{self.name}: {reason}" if reason else None)
         return self._reason
 
@@ -104,9 +98,9 @@ def kafka_answers(admin: Admin, expected_topics: set[str]) -> Check:
     async def check() -> str | None:
         try:
             existing = await admin.topics(timeout=2.0)
-        except KafkaError as exc:
+        except KafkaError:
             admin.renew()
-            return f"unreachable: {exc}"
+            raise
         missing = expected_topics - existing.keys()
         return f"topics missing: {', '.join(sorted(missing))}" if missing else None
 
