@@ -32,7 +32,7 @@ import orjson
 from bench.harness import report
 from bench.processes import ServiceChild, rss_kb
 from schemas.events import TERMINAL_EVENT_TYPES
-from services.core.local_kafka import LocalBroker, free_port
+from services.core.local_kafka import free_port, throwaway_broker
 from services.core.settings import Settings
 
 API_KEY = "soak-key"
@@ -55,6 +55,11 @@ class Minute:
     errors: int = 0
 
 
+def this_minute(minutes: list[Minute], started: float) -> Minute:
+    """The bucket of the minute now running (the last one past the end)."""
+    return minutes[min(int((time.monotonic() - started) // 60), len(minutes) - 1)]
+
+
 def slope(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of ``(x, y)`` points; None with fewer than two distinct x."""
     if len({x for x, _ in points}) < 2:
@@ -71,16 +76,8 @@ def p99(values: list[float]) -> float | None:
 @contextmanager
 def soak_stack(data: Path) -> Iterator[dict[str, int]]:
     """Broker + public + worker + aggregator; yields the base URL's port and every pid."""
-    defaults = Settings()
     with ExitStack() as stack:
-        broker = LocalBroker(
-            data / "kafka",
-            "127.0.0.1",
-            free_port(),
-            free_port(),
-            defaults.kafka_version,
-            defaults.kafka_cache_dir,
-        )
+        broker = throwaway_broker(data / "kafka", Settings())
         broker.start()
         stack.callback(broker.stop)
         tag = uuid.uuid4().hex[:8]
@@ -121,7 +118,7 @@ async def _job_loop(
     }
     end = started + opts.minutes * 60
     while time.monotonic() < end:
-        bucket = minutes[min(int((time.monotonic() - started) // 60), len(minutes) - 1)]
+        bucket = this_minute(minutes, started)
         try:
             r = await client.post("/v1/jobs", json=body, headers=HEADERS)
             r.raise_for_status()
@@ -134,9 +131,8 @@ async def _job_loop(
                         event = line[7:]
                     elif line.startswith("data: ") and event == "token":
                         ts = orjson.loads(line[6:])["ts"]
-                        at = int((time.monotonic() - started) // 60)
                         now_ms = time.time() * 1000
-                        minutes[min(at, len(minutes) - 1)].latencies_ms.append(now_ms - ts / 1000)
+                        this_minute(minutes, started).latencies_ms.append(now_ms - ts / 1000)
                     elif line.startswith("data: ") and event in TERMINAL_EVENT_TYPES:
                         break
             bucket.jobs += 1
@@ -212,7 +208,7 @@ def run(opts: SoakOptions, progress: Callable[[float, str], None]) -> dict[str, 
                 sampler = asyncio.create_task(_sample(pids, opts, started, samples))
                 while not all(t.done() for t in work):
                     done = min(1.0, (time.monotonic() - started) / (opts.minutes * 60))
-                    m = minutes[min(int((time.monotonic() - started) // 60), len(minutes) - 1)]
+                    m = this_minute(minutes, started)
                     progress(done, f"{m.jobs} jobs, {len(m.latencies_ms)} tokens this minute")
                     await asyncio.wait(work, timeout=1.0)
                 await asyncio.gather(*work)

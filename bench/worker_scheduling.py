@@ -27,7 +27,7 @@ from rich.console import Console
 
 from schemas.events import JobEvent
 from services.core.kafka import Consumer
-from services.core.local_kafka import LocalBroker, free_port, port_open, split_bootstrap
+from services.core.local_kafka import free_port, port_open, split_bootstrap, throwaway_broker
 from services.core.serde import decode_event
 from services.core.settings import Settings
 from services.serve import serving_in_thread
@@ -46,14 +46,7 @@ def broker(defaults: Settings) -> Iterator[str]:
         yield defaults.kafka_bootstrap
         return
     with tempfile.TemporaryDirectory() as root:
-        local = LocalBroker(
-            root=Path(root),
-            host="127.0.0.1",
-            port=free_port(),
-            controller_port=free_port(),
-            version=defaults.kafka_version,
-            cache_dir=defaults.kafka_cache_dir,
-        )
+        local = throwaway_broker(Path(root), defaults)
         console.print("starting a throwaway broker …")
         local.start()
         try:

@@ -65,10 +65,6 @@ class Child:
         )
         self.restart_at = None
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
     def stop(self, timeout: float = 40.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             try:

@@ -27,6 +27,7 @@ from typing import BinaryIO
 
 from services.core.errors import ConfigError, KafkaUnavailableError
 from services.core.kafka import Admin
+from services.core.settings import Settings
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -356,6 +357,22 @@ def _reap(pid: int) -> None:
         os.waitpid(pid, os.WNOHANG)
 
 
+def throwaway_broker(
+    root: Path, settings: Settings, advertised_port: int | None = None
+) -> LocalBroker:
+    """A single-node broker under ``root`` on free local ports, of the settings' Kafka version,
+    for tests and benchmarks (``advertised_port``: a proxy in front of it)."""
+    return LocalBroker(
+        root,
+        "127.0.0.1",
+        free_port(),
+        free_port(),
+        settings.kafka_version,
+        settings.kafka_cache_dir,
+        advertised_port=advertised_port,
+    )
+
+
 def free_port() -> int:
     """A TCP port nobody listens on right now, for throwaway brokers and servers."""
     with socket.socket() as s:
@@ -407,13 +424,12 @@ class LocalCluster:
                 node_id=i,
                 voters=voters,
                 replicas=replicas,
-                cluster_id=self._cluster_id,
             )
             for i in range(1, nodes + 1)
         ]
 
-    @property
     def _cluster_id(self) -> str:
+        """The id every node is formatted with, made on the first start, not by a look."""
         path = self.root / "cluster.id"
         if not path.exists():
             self.root.mkdir(parents=True, exist_ok=True)
@@ -441,9 +457,10 @@ class LocalCluster:
         once a majority of the controllers runs.
         """
         started = [n.node_id for n in self.down()]
-        self.root.mkdir(parents=True, exist_ok=True)
+        cluster_id = self._cluster_id()
         (self.root / "nodes").write_text(str(len(self.nodes)))
         for n in self.nodes:
+            n.cluster_id = cluster_id
             n.launch()
         deadline = time.monotonic() + timeout
         for n in self.nodes:

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core.local_kafka import LocalBroker, free_port
+from services.core.local_kafka import LocalBroker, throwaway_broker
 from services.core.settings import Settings
 from tests.conftest import ALICE
 from tests.support.aggregators import with_aggregator_port
@@ -42,15 +42,7 @@ TOKENS = 120
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
     """A single-node broker of this test's own, to kill and start again."""
-    defaults = Settings()
-    broker = LocalBroker(
-        tmp_path / "kafka",
-        "127.0.0.1",
-        free_port(),
-        free_port(),
-        defaults.kafka_version,
-        defaults.kafka_cache_dir,
-    )
+    broker = throwaway_broker(tmp_path / "kafka", Settings())
     broker.start()
     try:
         yield broker

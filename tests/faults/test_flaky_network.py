@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core.local_kafka import LocalBroker, free_port
+from services.core.local_kafka import LocalBroker, free_port, throwaway_broker
 from services.core.settings import Settings
 from tests.support.aggregators import with_aggregator_port
 from tests.support.faults import (
@@ -41,19 +41,10 @@ CUT_S = 8.0
 @pytest.fixture
 def proxied_broker(tmp_path: Path) -> Iterator[tuple[LocalBroker, Toxiproxy, str]]:
     """A broker behind a toxiproxy proxy named ``kafka``; yields it, the proxy, the bootstrap."""
-    defaults = Settings()
-    real, front = free_port(), free_port()
+    front = free_port()
     with toxiproxy(tmp_path) as proxy:
-        broker = LocalBroker(
-            tmp_path / "kafka",
-            "127.0.0.1",
-            real,
-            free_port(),
-            defaults.kafka_version,
-            defaults.kafka_cache_dir,
-            advertised_port=front,
-        )
-        proxy.proxy("kafka", front, f"127.0.0.1:{real}")
+        broker = throwaway_broker(tmp_path / "kafka", Settings(), advertised_port=front)
+        proxy.proxy("kafka", front, broker.bootstrap)
         broker.start()
         try:
             yield broker, proxy, f"127.0.0.1:{front}"

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from schemas.events import Completed, JobEvent
+from services.core.local_kafka import free_port
 from services.core.settings import Settings
 from tests.conftest import ALICE, BOB
 from tests.support.analytics import (
@@ -38,7 +39,6 @@ from tests.support.analytics import (
     totals_of_rows,
     write_prices,
 )
-from tests.support.broker import free_port
 from tests.support.polling import until
 from tests.support.stack import running
 from tests.support.topic_reader import TopicReader, events_reader

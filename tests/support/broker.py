@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from services.core.local_kafka import LocalBroker, free_port
+from services.core.local_kafka import throwaway_broker
 from services.core.settings import Settings
 
 
@@ -58,15 +58,7 @@ def kafka_broker(root: Path) -> Iterator[str]:
         with KafkaContainer().with_kraft() as kafka:
             yield kafka.get_bootstrap_server()
     else:
-        defaults = Settings()
-        broker = LocalBroker(
-            root=root,
-            host="127.0.0.1",
-            port=free_port(),
-            controller_port=free_port(),
-            version=defaults.kafka_version,
-            cache_dir=defaults.kafka_cache_dir,
-        )
+        broker = throwaway_broker(root, Settings())
         broker.start()
         try:
             yield broker.bootstrap

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from services.core.local_kafka import free_port
 from services.core.settings import Settings
 from services.serve import serving_in_thread
-from tests.support.broker import free_port
 
 
 @contextmanager

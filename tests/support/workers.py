@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from services.core.local_kafka import free_port
 from services.core.settings import Settings
 from services.core.settings import settings_env as core_settings_env
-from tests.support.broker import free_port
 from tests.support.stack import running
 
 PASSED_ON = (

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from services.core.local_kafka import free_port
 from tests.conftest import ALICE
-from tests.support.broker import free_port
 from tests.support.gateways import gateway_process
 from tests.support.jobs import submit
 from tests.support.polling import until
