@@ -7,8 +7,10 @@ repeated batch really meets rows it already stored: the test watches the group's
 committed notes, and once one says a batch holding a job's ``completed`` event is
 being inserted (``sink/1 through=<last>``, which stands for 35-300 ms of each
 batch here) it asks the sink's SQL endpoint whether that batch's ``job_events``
-rows are in; the moment they are, while the note still stands, it kills. Then it
-checks that the note outlived the kill. A restarted sink waits out the dead
+rows are in; once they are, it stops the sink (SIGSTOP), so the note cannot move,
+looks again that the note still stands, and kills; a batch that ended between the
+two looks is let go (SIGCONT) and the next one aimed at. Then it checks that the
+note outlived the kill (only an end commit already in flight at the stop defeats it). A restarted sink waits out the dead
 member's session (``sink_session_timeout_ms``, 6 s here) before it is assigned,
 so a second kill is tried only if the first missed.
 """
@@ -46,8 +48,8 @@ from tests.support.workers import ChildProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
-MAX_KILLS = 2
-"""Each restart after a kill waits out the session timeout; an aimed kill nearly always lands."""
+MAX_KILLS = 3
+"""Each restart after a kill waits out the session timeout; a frozen aim nearly always lands."""
 WAVE = 10
 WAVE_EVERY_S = 0.1
 FEED_AFTER_KILL_S = 3.0
@@ -132,11 +134,16 @@ async def kill_inside_a_batch(
             assert time.monotonic() < give_up, "no batch caught between its inserts and its end"
             for p, (start, through) in _with_a_completed(await offsets.intents(), log).items():
                 events, jobs = await _stored(api, p, start, through)
-                if events and (await offsets.intents()).get(p) == (start, through):
-                    sink.kill()
-                    if (await offsets.intents()).get(p) != (start, through):
-                        return None
-                    return Aim(p, start, through, events, jobs)
+                if not events or (await offsets.intents()).get(p) != (start, through):
+                    continue
+                sink.freeze()
+                if (await offsets.intents()).get(p) != (start, through):
+                    sink.thaw()  # the batch ended between the two looks: aim again
+                    continue
+                sink.kill()
+                if (await offsets.intents()).get(p) != (start, through):
+                    return None  # an end commit was already on its way when it stopped
+                return Aim(p, start, through, events, jobs)
 
 
 async def _stored(api: httpx.AsyncClient, p: int, start: int, through: int) -> tuple[int, int]:
