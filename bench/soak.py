@@ -4,7 +4,10 @@ The stack is our own, as ``make up`` runs it: a throwaway broker, the public fac
 (ingest, gateway, analytics), a worker and the aggregator, each a child process
 with the fake provider. The load keeps ``concurrent`` jobs running, each of
 ``tokens`` tokens at ``tokens_per_s``, each watched over SSE from submission to
-its end; a finished job is replaced at once. Every ``sample_s`` the resident
+its end; a finished job is replaced at once. Jobs cycle through ``MIX`` (every
+priority, a cancel, a retry that then succeeds, a failure) and a batch goes in
+each minute; a job or batch that does not end as its kind must counts as
+``wrong``. Every ``sample_s`` the resident
 memory of each process is read from ``/proc``; per minute, the tokens received
 and the p99 of a token's latency (its arrival at the watcher minus its event's
 ``ts``). At the end: each process's RSS slope (MB/min, least squares over the
@@ -48,10 +51,51 @@ class SoakOptions:
     sample_s: float = 10.0
 
 
+@dataclass(frozen=True)
+class Kind:
+    """One sort of job in the mix: what it asks of the fake provider and how it must end."""
+
+    name: str
+    priority: str
+    ends: str
+    """The job's terminal event type."""
+    options: dict[str, Any] = field(default_factory=dict)
+    cancel_after: int | None = None
+    """Tokens watched before the watcher cancels the job."""
+
+
+MIX = (
+    Kind("urgent", "urgent", "completed"),
+    Kind("high", "high", "completed"),
+    Kind("normal", "normal", "completed"),
+    Kind("low", "low", "completed"),
+    Kind("cancel", "normal", "cancelled", cancel_after=20),
+    Kind("high", "high", "completed"),
+    Kind(
+        "retry",
+        "normal",
+        "completed",
+        {"fail_with": "provider", "fail_after": 10, "fail_attempts": 1},
+    ),
+    Kind("normal", "normal", "completed"),
+    Kind("fail", "high", "failed", {"fail_with": "auth", "fail_after": 10}),
+    Kind("low", "low", "completed"),
+)
+"""Cycled through by every job loop: all four priorities, a cancel, a retry that then
+succeeds, a failure. Besides, a batch of ``BATCH_JOBS`` goes in each minute."""
+BATCH_JOBS = 10
+BATCH_DEADLINE_S = 120.0
+
+
 @dataclass
 class Minute:
     latencies_ms: list[float] = field(default_factory=list)
     jobs: int = 0
+    ended: dict[str, int] = field(default_factory=dict)
+    """Jobs by the kind that ended as it should."""
+    wrong: int = 0
+    """Jobs that ended otherwise than their kind must (or never, within the stream's timeout)."""
+    batches: int = 0
     errors: int = 0
 
 
@@ -108,37 +152,93 @@ def soak_stack(data: Path) -> Iterator[dict[str, int]]:
         yield {"port": children["public"].port, **pids, "kafka": broker.running_pid() or 0}
 
 
+def job_body(kind: Kind, opts: SoakOptions) -> dict[str, Any]:
+    return {
+        "prompt": f"soak {kind.name}",
+        "max_tokens": opts.tokens,
+        "priority": kind.priority,
+        "max_attempts": 2,
+        "provider_options": {"tokens_per_s": opts.tokens_per_s, **kind.options},
+    }
+
+
+async def watch(
+    client: httpx.AsyncClient, job_id: str, kind: Kind, started: float, minutes: list[Minute]
+) -> str | None:
+    """Time every token of the job's stream; cancel it on cue; the terminal type it ended with."""
+    tokens = 0
+    async with client.stream("GET", f"/v1/jobs/{job_id}/events", headers=HEADERS) as resp:
+        resp.raise_for_status()
+        event = ""
+        async for line in resp.aiter_lines():
+            if line.startswith("event: "):
+                event = line[7:]
+            elif line.startswith("data: ") and event == "token":
+                ts = orjson.loads(line[6:])["ts"]
+                now_ms = time.time() * 1000
+                this_minute(minutes, started).latencies_ms.append(now_ms - ts / 1000)
+                tokens += 1
+                if tokens == kind.cancel_after:
+                    r = await client.post(f"/v1/jobs/{job_id}/cancel", headers=HEADERS)
+                    r.raise_for_status()
+            elif line.startswith("data: ") and event in TERMINAL_EVENT_TYPES:
+                return event
+    return None
+
+
 async def _job_loop(
+    client: httpx.AsyncClient, opts: SoakOptions, started: float, minutes: list[Minute], first: int
+) -> None:
+    end = started + opts.minutes * 60
+    n = first
+    while time.monotonic() < end:
+        kind = MIX[n % len(MIX)]
+        n += 1
+        try:
+            r = await client.post("/v1/jobs", json=job_body(kind, opts), headers=HEADERS)
+            r.raise_for_status()
+            ended = await watch(client, r.json()["job_id"], kind, started, minutes)
+            bucket = this_minute(minutes, started)
+            bucket.jobs += 1
+            if ended == kind.ends:
+                bucket.ended[kind.name] = bucket.ended.get(kind.name, 0) + 1
+            else:
+                bucket.wrong += 1
+        except (httpx.HTTPError, KeyError, ValueError):
+            this_minute(minutes, started).errors += 1
+            await asyncio.sleep(1.0)
+
+
+async def _batch_loop(
     client: httpx.AsyncClient, opts: SoakOptions, started: float, minutes: list[Minute]
 ) -> None:
+    """A batch of short low jobs at the start of each minute, followed until every job succeeded."""
     body = {
-        "prompt": "soak",
-        "max_tokens": opts.tokens,
-        "provider_options": {"tokens_per_s": opts.tokens_per_s},
+        "jobs": [
+            {"prompt": f"soak batch {k}", "max_tokens": 20, "priority": "low"}
+            for k in range(BATCH_JOBS)
+        ]
     }
-    end = started + opts.minutes * 60
-    while time.monotonic() < end:
-        bucket = this_minute(minutes, started)
+    for minute in range(len(minutes)):
+        await asyncio.sleep(max(0.0, started + minute * 60 - time.monotonic()))
+        if time.monotonic() >= started + opts.minutes * 60:
+            return
         try:
-            r = await client.post("/v1/jobs", json=body, headers=HEADERS)
+            r = await client.post("/v1/batches", json=body, headers=HEADERS)
             r.raise_for_status()
-            url = f"/v1/jobs/{r.json()['job_id']}/events"
-            async with client.stream("GET", url, headers=HEADERS) as resp:
-                resp.raise_for_status()
-                event = ""
-                async for line in resp.aiter_lines():
-                    if line.startswith("event: "):
-                        event = line[7:]
-                    elif line.startswith("data: ") and event == "token":
-                        ts = orjson.loads(line[6:])["ts"]
-                        now_ms = time.time() * 1000
-                        this_minute(minutes, started).latencies_ms.append(now_ms - ts / 1000)
-                    elif line.startswith("data: ") and event in TERMINAL_EVENT_TYPES:
-                        break
-            bucket.jobs += 1
+            batch = f"/v1/batches/{r.json()['batch_id']}"
+            deadline = time.monotonic() + BATCH_DEADLINE_S
+            while True:
+                state = (await client.get(batch, headers=HEADERS)).json()
+                if state.get("counts", {}).get("succeeded") == BATCH_JOBS:
+                    this_minute(minutes, started).batches += 1
+                    break
+                if time.monotonic() > deadline:
+                    this_minute(minutes, started).wrong += 1
+                    break
+                await asyncio.sleep(1.0)
         except (httpx.HTTPError, KeyError, ValueError):
-            bucket.errors += 1
-            await asyncio.sleep(1.0)
+            this_minute(minutes, started).errors += 1
 
 
 async def _sample(
@@ -168,6 +268,9 @@ def summarize(
             {
                 "minute": i + 1,
                 "jobs": m.jobs,
+                "ended": dict(sorted(m.ended.items())),
+                "batches": m.batches,
+                "wrong": m.wrong,
                 "tokens": len(m.latencies_ms),
                 "errors": m.errors,
                 "p99_token_latency_ms": round(v, 1) if (v := p99(m.latencies_ms)) else None,
@@ -185,6 +288,7 @@ def summarize(
         },
         "p99_slope_ms_per_min": round(drift, 3) if drift is not None else None,
         "errors": sum(m.errors for m in minutes),
+        "wrong": sum(m.wrong for m in minutes),
         "machine": report.machine(),
     }
 
@@ -202,9 +306,10 @@ def run(opts: SoakOptions, progress: Callable[[float, str], None]) -> dict[str, 
             base = f"http://127.0.0.1:{info['port']}"
             async with httpx.AsyncClient(base_url=base, timeout=60, limits=limits) as client:
                 work = [
-                    asyncio.create_task(_job_loop(client, opts, started, minutes))
-                    for _ in range(opts.concurrent)
+                    asyncio.create_task(_job_loop(client, opts, started, minutes, first=k))
+                    for k in range(opts.concurrent)
                 ]
+                work.append(asyncio.create_task(_batch_loop(client, opts, started, minutes)))
                 sampler = asyncio.create_task(_sample(pids, opts, started, samples))
                 while not all(t.done() for t in work):
                     done = min(1.0, (time.monotonic() - started) / (opts.minutes * 60))
@@ -224,12 +329,15 @@ def table(result: dict[str, Any]) -> Any:
 
     parts = list(result["rss_slope_mb_per_min"])
     t = Table(title="soak: per minute", show_lines=False)
-    for col in ["minute", "jobs", "tokens", "errors", "p99 token ms", *[f"{p} MB" for p in parts]]:
+    heads = ["minute", "jobs", "batches", "wrong", "tokens", "errors", "p99 token ms"]
+    for col in [*heads, *[f"{p} MB" for p in parts]]:
         t.add_column(col, justify="right")
     for r in result["minutes"]:
         t.add_row(
             str(r["minute"]),
             str(r["jobs"]),
+            str(r["batches"]),
+            str(r["wrong"]),
             str(r["tokens"]),
             str(r["errors"]),
             str(r["p99_token_latency_ms"]),
@@ -237,5 +345,5 @@ def table(result: dict[str, Any]) -> Any:
         )
     slopes = result["rss_slope_mb_per_min"]
     drift = str(result["p99_slope_ms_per_min"])
-    t.add_row("slope/min", "", "", "", drift, *[str(slopes[p]) for p in parts])
+    t.add_row("slope/min", "", "", "", "", "", drift, *[str(slopes[p]) for p in parts])
     return t

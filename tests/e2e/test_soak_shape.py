@@ -1,5 +1,6 @@
 """``tokenrelay bench soak --minutes 1 --json``: the whole stack for a minute, and the figures'
-shape — memory of every process sampled, tokens and their p99 latency per minute, the slopes."""
+shape — a mix of priorities, cancels, a retry, a failure and a batch that each end as they
+must; memory of every process sampled, tokens and their p99 latency per minute, the slopes."""
 
 from __future__ import annotations
 
@@ -39,9 +40,12 @@ def test_one_minute_soak_reports_memory_latency_and_slopes() -> None:
 
     assert result["scenario"] == "soak"
     assert result["errors"] == 0
+    assert result["wrong"] == 0, "every job and batch ended as its kind must"
     (minute,) = result["minutes"]
     assert minute["jobs"] > 0
-    assert minute["tokens"] >= minute["jobs"] * 100, "every finished job's tokens were timed"
+    assert minute["batches"] == 1
+    assert {"urgent", "low", "cancel", "retry", "fail"} <= set(minute["ended"]), minute["ended"]
+    assert minute["tokens"] >= minute["jobs"] * 20, "every job's tokens were timed"
     assert 0 < minute["p99_token_latency_ms"] < 5000
     parts = {"public", "worker", "aggregator", "kafka"}
     assert set(minute["rss_mb"]) == parts and all(v > 10 for v in minute["rss_mb"].values())

@@ -10,9 +10,10 @@ batch here) it asks the sink's SQL endpoint whether that batch's ``job_events``
 rows are in; once they are, it stops the sink (SIGSTOP), so the note cannot move,
 looks again that the note still stands, and kills; a batch that ended between the
 two looks is let go (SIGCONT) and the next one aimed at. Then it checks that the
-note outlived the kill (only an end commit already in flight at the stop defeats it). A restarted sink waits out the dead
-member's session (``sink_session_timeout_ms``, 6 s here) before it is assigned,
-so a second kill is tried only if the first missed.
+note outlived the kill (only an end commit already in flight at the stop defeats
+it). A restarted sink waits out the dead member's session
+(``sink_session_timeout_ms``, 6 s here) before it is assigned, so another kill is
+tried only if the first missed.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``tokenrelay up`` keeps its children alive, and stops the stack when one keeps crashing.
 
-kill -9 of the worker: ``up`` says so in one line, starts a new worker, and the
-stack is ready again with the other parts untouched. Then the worker's port is
+kill -9 of the worker, then of the public face: each time ``up`` says so in one
+line, starts that part again, and the stack is ready again with the other parts
+untouched. Then the worker's port is
 taken, so every new worker dies at once: after three failures ``up`` stops the
 whole stack, names the worker and its log, exits non-zero, and leaves no child behind.
 """
@@ -104,7 +105,7 @@ def tokenrelay_up(
 
 
 @pytest.mark.timeout(300)
-def test_up_restarts_a_killed_worker_and_gives_up_on_a_crash_loop(
+def test_up_restarts_killed_parts_and_gives_up_on_a_crash_loop(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     port = two_free_ports()
@@ -131,15 +132,28 @@ def test_up_restarts_a_killed_worker_and_gives_up_on_a_crash_loop(
         assert not alive(first["worker"]), "the killed worker was reaped, not left a zombie"
         assert ready(public) and ready(aggregator)
 
+        os.kill(second["public"], signal.SIGKILL)
+        wait_for(
+            "a new public face",
+            lambda: children(up.pid).get("public") not in (None, second["public"]) and ready(public),
+            90,
+            output,
+        )
+        assert "public exited with code -9; restarting in 1s" in output.read_text()
+        third = children(up.pid)
+        assert third["worker"] == second["worker"] and third["aggregator"] == first["aggregator"]
+        assert not alive(second["public"])
+        assert ready(worker)
+
         with socket.socket() as squatter:
-            os.kill(second["worker"], signal.SIGKILL)
+            os.kill(third["worker"], signal.SIGKILL)
             squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             # A killed process's threads close its sockets a moment after it shows as dead.
             wait_for("the worker's port free", lambda: can_bind(squatter, port + 1), 10, output)
             squatter.listen()
             up.wait(timeout=120)
         said = output.read_text()
-        everyone = set(first.values()) | set(second.values())
+        everyone = set(first.values()) | set(second.values()) | set(third.values())
 
     assert up.returncode == 1, said[-2000:]
     assert "worker exited 3 times in 60s" in said
