@@ -22,6 +22,10 @@ class ErrorKind(StrEnum):
     TIMEOUT = "timeout"
     PROVIDER = "provider"
     INVALID_REQUEST = "invalid_request"
+    INVALID_OUTPUT = "invalid_output"
+    """The model's output breaks what the job asked (``response_format=json``); not retried."""
+    INVALID_COMMAND = "invalid_command"
+    """The job's command on a job topic cannot be read; it went to the DLQ."""
     INTERNAL = "internal"
 
 

@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from importlib.metadata import version
 
 import httpx
 import uvicorn
 from fastapi import FastAPI
 
 from services.analytics import service as analytics
+from services.core import openapi
 from services.core.access import Access
 from services.core.errors import ConfigError, KafkaError
 from services.core.http import (
@@ -123,9 +125,17 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
     parts = [SERVICES[n](rt) for n in names]
 
     lifespan = _lifespan(rt, parts, probes, names)
-    app = FastAPI(title="tokenrelay", lifespan=lifespan, default_response_class=JsonResponse)
+    app = FastAPI(
+        title="tokenrelay",
+        version=version("tokenrelay"),
+        description="LLM jobs on Kafka: submit, watch token by token, resume, replay.",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+        generate_unique_id_function=lambda route: route.name,
+    )
     app.state.drains = [part.drain for part in parts if part.drain is not None]
     install_error_handlers(app)
+    openapi.install(app, settings.default_provider)
     for part in parts:
         if part.router is not None:
             app.include_router(part.router)

@@ -30,7 +30,7 @@ from services.aggregator import transport
 from services.aggregator.index import JobIndex
 from services.aggregator.processor import JobStates, decode_state, encode_state
 from services.core.ids import now_us
-from services.core.kafka import Admin
+from services.core.kafka import RECORD_LIMIT_BYTES, Admin
 from services.core.kafka.probe import Probe, kafka_answers
 from services.core.metrics import (
     AGGREGATOR_EVENTS,
@@ -73,6 +73,8 @@ class Aggregator:
             topic_replication_factor=settings.replication_factor,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            producer_max_request_size=RECORD_LIMIT_BYTES,
+            consumer_max_fetch_size=RECORD_LIMIT_BYTES,
             autodiscover=False,
             web_enabled=True,
             broker_commit_interval=1.0,
@@ -89,7 +91,12 @@ class Aggregator:
         self.control = self.app.topic(topics.control, **raw_topic)
         self.job_state = self.app.topic(topics.job_state, **raw_topic)
         self.dlq = self.app.topic(topics.dlq, **raw_topic)
-        tables: dict[str, Any] = {"partitions": settings.topic_partitions, "use_partitioner": True}
+        tables: dict[str, Any] = {
+            "partitions": settings.topic_partitions,
+            "use_partitioner": True,
+            # A job's state holds its whole output, as its `completed` event does.
+            "extra_topic_configs": {"max.message.bytes": str(RECORD_LIMIT_BYTES)},
+        }
         self.jobs = self.app.Table("jobs", **tables, **raw)
         self.batch_flags = self.app.Table("batch-flags", **tables, **raw)
         self.states = JobStates(self._load, settings.state_tick_s)

@@ -14,15 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
 from schemas.events import JobEvent
 from schemas.state import JobState
 from services.aggregator.reducer import reduce
+from services.core.serde import encode
 
 
 def encode_state(state: JobState) -> bytes:
-    return orjson.dumps(state.model_dump(mode="json", by_alias=True))
+    return encode(state)
 
 
 def decode_state(raw: bytes) -> JobState:

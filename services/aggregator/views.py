@@ -202,10 +202,13 @@ def _register_reads(agg: Aggregator, parts: Parts) -> None:
             try:
                 limit = list_limit(q)
                 job_filter(q)
+            except ValueError as exc:
+                return _error(self, 422, "invalid_request", str(exc))
+            try:
                 if q.get("cursor"):
                     decode_cursor(q["cursor"])
             except ValueError as exc:
-                return _error(self, 422, "invalid_request", str(exc))
+                return _error(self, 422, "invalid_request", str(exc), "cursor")
             params = {k: v for k, v in q.items() if k != "cursor"} | {"limit": str(limit + 1)}
             if q.get("cursor"):
                 params["after"] = q["cursor"]

@@ -3,7 +3,8 @@
 It opens three sessions on one ClickHouse (with chDB, one engine in this
 process): the sink's writer, the API's reader, and a read-only one for
 ``POST /v1/analytics/sql``. Readiness: the schema is migrated and the sink is
-consuming.
+consuming. The API's sessions carry budgets that ClickHouse itself enforces
+(rows answered, seconds run), so no question can hold the process for long.
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from services.core.runtime import Runtime, ServicePart
 log = logging.getLogger(__name__)
 
 
-def read_only_settings(max_rows: int, timeout_s: float) -> dict[str, object]:
-    """What ClickHouse enforces on the SQL endpoint's session; ``readonly`` is applied last."""
+def budget(max_rows: int, timeout_s: float) -> dict[str, object]:
+    """What ClickHouse enforces on every query of a session: rows answered, seconds run."""
     return {
         "max_result_rows": max_rows,
         "result_overflow_mode": "throw",
         "max_execution_time": timeout_s,
-        "readonly": 1,
     }
+
+
+def read_only_settings(max_rows: int, timeout_s: float) -> dict[str, object]:
+    """What ClickHouse enforces on the SQL endpoint's session; ``readonly`` is applied last."""
+    return budget(max_rows, timeout_s) | {"readonly": 1}
 
 
 def create(rt: Runtime) -> ServicePart:
@@ -41,7 +46,9 @@ def create(rt: Runtime) -> ServicePart:
         opened.append(writer)
         applied = await migrate(writer)
         log.info("analytics schema up to date (applied now: %s)", applied or "none")
-        engines.reader = await ClickHouse.open(url, db, role="api")
+        engines.reader = await ClickHouse.open(
+            url, db, budget(settings.analytics_max_rows, settings.analytics_timeout_s), "api"
+        )
         opened.append(engines.reader)
         engines.read_only = await ClickHouse.open(
             url, db, read_only_settings(settings.sql_max_rows, settings.sql_timeout_s), "read-only"

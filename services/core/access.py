@@ -1,10 +1,21 @@
-"""Who is calling: the API key of a request, as a FastAPI dependency."""
+"""Who is calling: the API key of a request, as a FastAPI dependency.
+
+The security schemes are declared here so that the OpenAPI names them: an API
+key as ``Authorization: Bearer`` or ``X-API-Key`` on every ``/v1`` route, and
+the stream token (``?token=``) on a job's event stream.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import (
+    APIKeyHeader,
+    APIKeyQuery,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+)
 
 from services.core.auth import (
     Principal,
@@ -16,6 +27,19 @@ from services.core.auth import (
 )
 from services.core.errors import ApiError
 from services.core.settings import Settings
+
+BEARER = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <API key>`"
+)
+API_KEY = APIKeyHeader(
+    name="X-API-Key", auto_error=False, scheme_name="apiKey", description="The API key."
+)
+STREAM_TOKEN = APIKeyQuery(
+    name="token",
+    auto_error=False,
+    scheme_name="streamToken",
+    description="The `stream_token` that `POST /v1/jobs` answered: reads that job's events only.",
+)
 
 
 class Access:
@@ -48,7 +72,16 @@ class Access:
                 "the stream token is invalid, expired or for another job",
                 "token",
             )
-        return Principal(tenant, Role.USER)
+        return Principal(tenant, Role.USER, f"stream:{tenant}")
+
+    async def caller(
+        self,
+        request: Request,
+        _bearer: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
+        _key: str | None = Security(API_KEY),
+    ) -> Principal:
+        """The dependency of every ``/v1`` route: the caller, or 401."""
+        return self.principal(request)
 
     def principal(self, request: Request) -> Principal:
         """The caller of a ``/v1`` request: ``Authorization: Bearer`` or ``X-API-Key``."""

@@ -12,10 +12,11 @@ import base64
 import hashlib
 import hmac
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from services.core.errors import ConfigError
+from services.core.rate import key_id
 
 
 class Role(StrEnum):
@@ -27,6 +28,8 @@ class Role(StrEnum):
 class Principal:
     tenant: str
     role: Role
+    caller: str = field(default="", compare=False)
+    """Who is counted against per-key limits: a hash of the API key, never the key."""
 
     @property
     def is_admin(self) -> bool:
@@ -50,7 +53,7 @@ def parse_api_keys(spec: str) -> dict[str, Principal]:
             )
         key, tenant, role = parts
         try:
-            keys[key] = Principal(tenant, Role(role))
+            keys[key] = Principal(tenant, Role(role), key_id(key))
         except ValueError as exc:
             raise ConfigError(
                 f"TOKENRELAY_API_KEYS entry {n}: role must be admin or user, not {role!r}"

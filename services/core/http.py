@@ -8,16 +8,19 @@ what to fix; handlers here turn FastAPI's validation errors and our
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
+from services.core import strict_json
 from services.core.errors import ApiError, KafkaError
 from services.core.metrics import JOBS_REJECTED
 
@@ -27,10 +30,8 @@ ReadinessCheck = Callable[[], Awaitable[str | None]]
 """Returns None when ready, else why not."""
 
 
-class JsonResponse(Response):
-    """A JSON response rendered by orjson."""
-
-    media_type = "application/json"
+class JsonResponse(JSONResponse):
+    """A JSON response rendered by orjson (a ``JSONResponse``, so the OpenAPI shows its model)."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -86,7 +87,29 @@ def validation_error_response(exc: RequestValidationError) -> Response:
     msg = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     if first.get("type") == "missing" and field is None:
         return error_response(422, "invalid_request", "a JSON body is required", "body")
-    return error_response(422, "invalid_request", msg, field)
+    return error_response(422, "invalid_request", msg, field or "body")
+
+
+HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+"""Our ``code`` for the errors Starlette raises itself (its 405 carries ``Allow``)."""
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def allowed_methods(routes: list[Any], scope: MutableMapping[str, Any]) -> str:
+    """Every method some route takes at the request's path, as Starlette's routing decides
+    (its own 405 names only the methods of the first route that matched the path)."""
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -98,10 +121,13 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return validation_error_response(exc)
 
-    async def on_http(_r: Request, exc: Exception) -> Response:
+    async def on_http(r: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        code = HTTP_CODES.get(exc.status_code, "http_error")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(r.app.router.routes, r.scope)
+        return error_response(exc.status_code, code, str(exc.detail), headers=headers)
 
     async def on_kafka(r: Request, exc: Exception) -> Response:
         log.warning("%s %s: Kafka failed: %s", r.method, r.url.path, exc)
@@ -141,6 +167,66 @@ def health_router(checks: list[ReadinessCheck]) -> APIRouter:
     return router
 
 
+JSON_TYPES = frozenset({"application/json"})
+_NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+def media_type(content_type: str | None) -> str:
+    """``"application/json; charset=utf-8"`` → ``"application/json"``."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+class StrictRequest(Request):
+    """A request whose JSON body is read by ``strict_json``, not Python's lenient ``json``."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = strict_json.loads(await self.body())
+        return self._json
+
+
+class StrictJsonRoute(APIRoute):
+    """The route class of every router: the body is read and judged before FastAPI sees it.
+
+    A body over the limit is a 413 (FastAPI would call a failed read a 400), a
+    JSON route's body in another media type a 415 (FastAPI would validate the
+    bytes and answer 422), and the JSON is strict (``strict_json``). All of it
+    happens before the handler runs, so a refused request has done nothing.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        takes_json = self.body_field is not None
+
+        async def strict(request: Request) -> Response:
+            request = StrictRequest(request.scope, request.receive)
+            if request.method not in _NO_BODY:
+                try:
+                    body = await request.body()
+                except _BodyTooLargeError as exc:
+                    raise body_too_large(request.scope) from exc
+                if takes_json and body:
+                    if media_type(request.headers.get("content-type")) not in JSON_TYPES:
+                        raise ApiError(
+                            415,
+                            "unsupported_media_type",
+                            "send the body as application/json",
+                            "Content-Type",
+                        )
+                    await request.json()
+            return await handler(request)
+
+        return strict
+
+
+def body_too_large(scope: Any) -> ApiError:
+    limit = scope.get(BODY_LIMIT_KEY, 0)
+    return ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes", "body")
+
+
+BODY_LIMIT_KEY = "tokenrelay.max_body_bytes"
+
+
 class BodyLimit:
     """ASGI middleware: a request body over ``max_bytes`` gets 413 before it is read whole."""
 
@@ -152,6 +238,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope[BODY_LIMIT_KEY] = self.max_bytes
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._too_large(scope, receive, send)
@@ -173,10 +260,8 @@ class BodyLimit:
             await self._too_large(scope, receive, send)
 
     async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
-        response = error_response(
-            413, "payload_too_large", f"the body is larger than {self.max_bytes} bytes", "body"
-        )
-        await response(scope, receive, send)
+        err = body_too_large(scope)
+        await error_response(err.status, err.code, err.message, err.field)(scope, receive, send)
 
 
 class _BodyTooLargeError(Exception):

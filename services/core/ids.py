@@ -7,8 +7,18 @@ The gateway uses that time to seek a job's first event with
 from __future__ import annotations
 
 import os
+import re
 import time
 import uuid
+
+ID_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+"""Job and batch ids as we issue them: a UUIDv7 in lower-case canonical form."""
+_ID = re.compile(ID_PATTERN)
+
+
+def is_issued_id(text: str) -> bool:
+    """Whether ``text`` has the shape of an id we issue (anything else names nothing)."""
+    return len(text) == 36 and _ID.match(text) is not None
 
 
 def new_job_id(now_ms: int | None = None) -> str:

@@ -60,6 +60,23 @@ class Settings(BaseSettings):
     sink_flush_s: float = Field(default=1.0, gt=0)
     sql_max_rows: int = Field(default=10_000, ge=1)
     sql_timeout_s: float = Field(default=10.0, gt=0)
+    analytics_max_rows: int = Field(
+        default=100_000, ge=1, description="Rows one cost, throughput or latency answer may hold."
+    )
+    analytics_timeout_s: float = Field(
+        default=10.0, gt=0, description="How long one cost, throughput or latency query may run."
+    )
+    analytics_max_minute_window_days: float = Field(
+        default=31, gt=0, description="Widest since..until of throughput per minute."
+    )
+    analytics_max_hour_window_days: float = Field(
+        default=731, gt=0, description="Widest since..until of throughput per hour."
+    )
+    analytics_rate_per_min: float = Field(
+        default=60,
+        gt=0,
+        description="Analytics requests (SQL included) per API key per minute; then 429.",
+    )
     prices: Path | None = Field(default=None, description="A price file; default: the shipped one.")
 
     worker_concurrency: int = Field(default=16, ge=1)

@@ -3,13 +3,15 @@
 The aggregator is a Faust app; any of its instances answers any question (it
 routes a job read to the instance that holds the job, and gathers lists, batch
 and queue figures from all of them). This client speaks to one base URL and
-turns transport failures into ``StateUnavailableError`` (a 503 to clients).
+turns transport failures into ``StateUnavailableError`` (a 503 to clients). Ids
+go into its URLs escaped, whatever reaches it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -68,7 +70,7 @@ class StateClient:
 
     async def lookup(self, job_id: str) -> Lookup:
         """The job's state, or how far the aggregator has read the job's partition."""
-        r = await self._get(f"/jobs/{job_id}")
+        r = await self._get(f"/jobs/{quote(job_id, safe='')}")
         if r.status_code == 404:
             applied = r.json().get("applied", {})
             return Lookup(None, {int(p): int(o) for p, o in applied.items()})
@@ -100,7 +102,7 @@ class StateClient:
         return [JobState.model_validate(j) for j in body["jobs"]], body["next_cursor"]
 
     async def batch(self, batch_id: str) -> BatchSummary | None:
-        r = await self._get(f"/batches/{batch_id}")
+        r = await self._get(f"/batches/{quote(batch_id, safe='')}")
         if r.status_code == 404:
             return None
         return BatchSummary.model_validate_json(r.content)

@@ -1,8 +1,8 @@
-"""The topics every part expects, with their partitions and retention."""
+"""The topics every part expects, with their partitions, retention and record size."""
 
 from __future__ import annotations
 
-from services.core.kafka import Admin, TopicSpec
+from services.core.kafka import RECORD_LIMIT_BYTES, Admin, TopicSpec
 from services.core.settings import Settings
 
 
@@ -11,6 +11,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     n, rf = settings.topic_partitions, settings.replication_factor
     # Replicated, an acknowledged write (acks=all) is on two brokers at least.
     isr = {"min.insync.replicas": "2"} if rf > 1 else {}
+    # A job's command holds its whole prompt; a completed event and a job's state its output.
+    isr["max.message.bytes"] = str(RECORD_LIMIT_BYTES)
     specs = [TopicSpec(name, n, rf, isr) for name in t.jobs_by_priority()]
     specs += [
         TopicSpec(t.control, n, rf, {**isr, "retention.ms": str(settings.tokens_retention_ms)}),

@@ -14,16 +14,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping
+from typing import Any
 
-from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Header, Query, Request, Security, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.types import Receive, Scope, Send
 
-from services.core.access import Access
+from services.core.access import API_KEY, BEARER, STREAM_TOKEN, Access
 from services.core.auth import Principal
 from services.core.errors import ApiError
-from services.core.http import JsonResponse, error_body
+from services.core.http import JsonResponse, StrictJsonRoute, error_body
+from services.core.ids import is_issued_id
 from services.core.metrics import EVENTS_SENT, STREAMS_ENDED, STREAMS_OPEN
+from services.core.openapi import error_responses
+from services.core.path_ids import JobId, not_found
 from services.core.runtime import Runtime
 from services.gateway.delivery import (
     ClientGoneError,
@@ -32,7 +37,12 @@ from services.gateway.delivery import (
     deliver,
     leave_incomplete,
 )
-from services.gateway.sse import HEARTBEAT, parse_last_event_id, retry_hint
+from services.gateway.sse import (
+    HEARTBEAT,
+    LAST_EVENT_ID_PATTERN,
+    parse_last_event_id,
+    retry_hint,
+)
 from services.gateway.stream_item import StreamItem
 from services.gateway.watch import JobEndedError, Plan, Watches
 
@@ -44,35 +54,81 @@ SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 WS_CLOSE_TIMEOUT_S = 5.0
+SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": LAST_EVENT_ID_PATTERN},
+        "event": {"type": "string"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/JobEvent"},
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+"""One event of the stream (OpenAPI 3.2's ``itemSchema``); ``JobEvent`` is the topic's schema."""
+SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The job's events: `id:` (its offset), `event:` (its type), `data:` "
+        "(the event as JSON), until its terminal event; an idle stream carries a comment "
+        "(`: keep-alive`) every TOKENRELAY_STREAM_HEARTBEAT_S.",
+        "content": {"text/event-stream": {"itemSchema": SSE_EVENT}},
+    },
+    204: {"description": "Resumed from the job's terminal event: nothing more will come."},
+    **error_responses(400, 401, 404, 409, 422, 503, explicit=True),
+}
 
 
 def _caller(
     access: Access, headers: Mapping[str, str], job_id: str, token: str | None
 ) -> Principal:
-    """An API key in the headers wins; else the stream token, scoped to this job."""
+    """The API key in the headers, else the stream token (scoped to this job).
+
+    Every credential sent must be valid: a wrong token is a 401 even beside a good key.
+    """
     has_key = "authorization" in headers or "x-api-key" in headers
-    if token and not has_key:
-        return access.from_stream_token(token, job_id)
-    return access.from_headers(headers)
+    by_token = access.from_stream_token(token, job_id) if token else None
+    if has_key or by_token is None:
+        return access.from_headers(headers)
+    return by_token
 
 
 def _cursor(value: str | None) -> int | None:
     try:
         return parse_last_event_id(value)
     except ValueError as exc:
-        raise ApiError(400, "invalid_request", str(exc), "Last-Event-ID") from exc
+        raise ApiError(422, "invalid_request", str(exc), "Last-Event-ID") from exc
 
 
 def make_router(rt: Runtime, watches: Watches) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
-    @router.get("/jobs/{job_id}/events", response_model=None)
+    @router.get(
+        "/jobs/{job_id}/events",
+        status_code=200,
+        response_model=None,
+        response_class=SseStream,
+        responses=SSE_RESPONSES,
+    )
     async def job_events(
-        job_id: str,
+        job_id: JobId,
         request: Request,
-        token: str | None = Query(default=None, max_length=500),
-        last_event_id: str | None = Query(default=None, max_length=30),
-        last_event_id_header: str | None = Header(default=None, alias="Last-Event-ID"),
+        token: str | None = Security(STREAM_TOKEN),
+        _bearer: HTTPAuthorizationCredentials | None = Security(BEARER),  # noqa: B008
+        _key: str | None = Security(API_KEY),
+        last_event_id: str | None = Query(
+            default=None,
+            pattern=LAST_EVENT_ID_PATTERN,
+            description="Resume after this event id (an offset).",
+        ),
+        last_event_id_header: str | None = Header(
+            default=None,
+            alias="Last-Event-ID",
+            pattern=LAST_EVENT_ID_PATTERN,
+            description="Resume after this event id; EventSource sends it on reconnect.",
+        ),
     ) -> Response:
         who = _caller(rt.access, request.headers, job_id, token)
         after = _cursor(last_event_id_header or last_event_id)
@@ -90,6 +146,8 @@ def make_router(rt: Runtime, watches: Watches) -> APIRouter:
         last_event_id: str | None = Query(default=None, max_length=30),
     ) -> None:
         try:
+            if not is_issued_id(job_id):
+                raise not_found("job", job_id)
             who = _caller(rt.access, websocket.headers, job_id, token)
             plan = await watches.plan(job_id, who, _cursor(last_event_id))
         except ApiError as exc:
@@ -108,6 +166,8 @@ def make_router(rt: Runtime, watches: Watches) -> APIRouter:
 
 class SseStream(Response):
     """The ASGI response of one SSE stream."""
+
+    media_type = "text/event-stream"
 
     def __init__(self, watches: Watches, plan: Plan) -> None:
         super().__init__(status_code=200, media_type="text/event-stream")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 HEARTBEAT = b": keep-alive\n\n"
 RETRY_MS = 2000
 
@@ -23,10 +25,16 @@ def retry_hint(ms: int = RETRY_MS) -> bytes:
     return b"retry: %d\n\n" % ms
 
 
+LAST_EVENT_ID_PATTERN = r"^[0-9]{1,19}$"
+LAST_EVENT_ID = re.compile(LAST_EVENT_ID_PATTERN)
+MAX_OFFSET = 2**63 - 1
+"""Kafka offsets are signed 64-bit integers."""
+
+
 def parse_last_event_id(value: str | None) -> int | None:
     """The Kafka offset in ``Last-Event-ID``; ``ValueError`` if it is not a non-negative integer."""
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 19:
+    if not LAST_EVENT_ID.match(value) or int(value) > MAX_OFFSET:
         raise ValueError("Last-Event-ID must be the id of an event this stream sent")
     return int(value)

@@ -18,13 +18,16 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from schemas.api import Cleaned, JobList, JobResult, QueueList
 from schemas.events import Queued
 from schemas.jobs import Priority
-from schemas.state import JobState, JobStatus
+from schemas.state import BatchSummary, JobState, JobStatus
 from services.core.auth import Principal, Role
 from services.core.errors import ApiError, KafkaError
-from services.core.http import JsonResponse
+from services.core.http import JsonResponse, StrictJsonRoute
 from services.core.job_log import TopicPartitions, find_job
+from services.core.openapi import error_responses
+from services.core.path_ids import BatchId, JobId
 from services.core.runtime import Runtime
 from services.core.state_client import Lookup
 
@@ -74,10 +77,9 @@ def result_body(state: JobState) -> dict[str, Any]:
 
 
 def make_state_router(rt: Runtime) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
 
-    async def principal(request: Request) -> Principal:
-        return rt.access.principal(request)
+    principal = rt.access.caller
 
     _add_job_routes(router, rt, principal)
     _add_summary_routes(router, rt, principal)
@@ -113,22 +115,28 @@ def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
             raise ApiError(404, "not_found", f"no job {job_id}", "job_id")
         return state
 
-    @router.get("/jobs/{job_id}")
+    @router.get(
+        "/jobs/{job_id}", response_model=JobState, responses=error_responses(401, 404, 422, 503)
+    )
     async def get_job(
-        job_id: str,
+        job_id: JobId,
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:
         state = await readable_job(job_id, who)
         return JsonResponse(state.model_dump(mode="json", by_alias=True))
 
-    @router.get("/jobs/{job_id}/result")
+    @router.get(
+        "/jobs/{job_id}/result",
+        response_model=JobResult,
+        responses=error_responses(401, 404, 409, 422, 503),
+    )
     async def get_result(
-        job_id: str,
+        job_id: JobId,
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:
         return JsonResponse(result_body(await readable_job(job_id, who)))
 
-    @router.get("/jobs")
+    @router.get("/jobs", response_model=JobList, responses=error_responses(401, 422, 503))
     async def list_jobs(
         who: Principal = Depends(principal),  # noqa: B008
         status: JobStatus | None = None,
@@ -154,9 +162,13 @@ def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
 
 
 def _add_summary_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
-    @router.get("/batches/{batch_id}")
+    @router.get(
+        "/batches/{batch_id}",
+        response_model=BatchSummary,
+        responses=error_responses(401, 404, 422, 503),
+    )
     async def get_batch(
-        batch_id: str,
+        batch_id: BatchId,
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:
         summary = await rt.state.batch(batch_id)
@@ -164,7 +176,7 @@ def _add_summary_routes(router: APIRouter, rt: Runtime, principal: Caller) -> No
             raise ApiError(404, "not_found", f"no batch {batch_id}", "batch_id")
         return JsonResponse(summary.model_dump(mode="json"))
 
-    @router.get("/queues")
+    @router.get("/queues", response_model=QueueList, responses=error_responses(401, 503))
     async def get_queues(_who: Principal = Depends(principal)) -> JsonResponse:  # noqa: B008
         queues = await rt.state.queues()
         topics = rt.settings.topics
@@ -182,7 +194,9 @@ def _add_summary_routes(router: APIRouter, rt: Runtime, principal: Caller) -> No
 
 
 def _add_admin_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
-    @router.post("/admin/clean")
+    @router.post(
+        "/admin/clean", response_model=Cleaned, responses=error_responses(401, 403, 422, 503)
+    )
     async def clean(
         who: Principal = Depends(principal),  # noqa: B008
         older_than: str = Query(default="0", max_length=20),

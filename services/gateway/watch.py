@@ -146,9 +146,10 @@ class Watches:
             seed = await self.replays.event_at(partition, after, key)
         if seed is None:
             raise ApiError(
-                400,
-                "invalid_request",
-                f"Last-Event-ID {after} is not an event of job {job_id}",
+                409,
+                "unknown_event",
+                f"Last-Event-ID {after} is not an event of job {job_id}: "
+                "resume from an id this stream sent, or leave it out",
                 "Last-Event-ID",
             )
         if seed.tenant is None or not who.may_read(seed.tenant):

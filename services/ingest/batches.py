@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Request
 
+from schemas.api import BatchAccepted, BatchInstruction
 from schemas.control import CancelBatch, Control, PauseBatch, ResumeBatch
 from schemas.jobs import JobRequest
 from services.core.auth import Principal
@@ -30,6 +31,8 @@ from services.core.errors import ApiError
 from services.core.http import JsonResponse
 from services.core.ids import job_id_ms, new_job_id, now_us
 from services.core.metrics import JOBS_SUBMITTED
+from services.core.openapi import batch_links, error_responses
+from services.core.path_ids import BatchId
 from services.core.runtime import Runtime
 from services.ingest.bodies import CancelRequest, parse_batch
 from services.ingest.submit import Submission, bounded, new_submission, publish, send_control
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 REMEMBERED_BATCHES = 100_000
 """Batches this process accepted whose owner it knows without asking the aggregator."""
 
+_JSONL = {"type": "string", "description": "One JobRequest as JSON per line."}
 _BATCH_BODY_DOC = {
     "requestBody": {
         "required": True,
@@ -46,12 +50,19 @@ _BATCH_BODY_DOC = {
             "application/json": {
                 "schema": {
                     "type": "object",
-                    "properties": {"jobs": {"type": "array", "items": {"type": "object"}}},
+                    "properties": {
+                        "jobs": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"$ref": "#/components/schemas/JobRequest"},
+                        }
+                    },
+                    "additionalProperties": False,
                     "required": ["jobs"],
                 }
             },
-            "application/x-ndjson": {"schema": {"type": "string"}},
-            "application/jsonl": {"schema": {"type": "string"}},
+            "application/x-ndjson": {"schema": _JSONL},
+            "application/jsonl": {"schema": _JSONL},
         },
     }
 }
@@ -86,7 +97,16 @@ def _add_submit_route(router: APIRouter, rt: Runtime, principal: Who, owners: Ba
     settings = rt.settings
     topics = settings.topics
 
-    @router.post("/batches", status_code=202, openapi_extra=_BATCH_BODY_DOC)
+    @router.post(
+        "/batches",
+        status_code=202,
+        openapi_extra=_BATCH_BODY_DOC,
+        response_model=BatchAccepted,
+        responses={
+            202: {"links": batch_links()},
+            **error_responses(400, 401, 413, 415, 422, 503),
+        },
+    )
     async def submit_batch(
         request: Request,
         who: Principal = Depends(principal),  # noqa: B008
@@ -146,9 +166,14 @@ def _add_control_routes(
         log.info("batch %s %s requested by %s", batch_id, control.type, control.by)
         return JsonResponse({"batch_id": batch_id, "status": status}, status_code=202)
 
-    @router.post("/batches/{batch_id}/pause", status_code=202)
+    @router.post(
+        "/batches/{batch_id}/pause",
+        status_code=202,
+        response_model=BatchInstruction,
+        responses=error_responses(401, 404, 422, 503),
+    )
     async def pause_batch(
-        batch_id: str,
+        batch_id: BatchId,
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:
         by = await by_whom(batch_id, who)
@@ -156,9 +181,14 @@ def _add_control_routes(
             batch_id, PauseBatch(batch_id=batch_id, ts=now_us(), by=by), "pausing"
         )
 
-    @router.post("/batches/{batch_id}/resume", status_code=202)
+    @router.post(
+        "/batches/{batch_id}/resume",
+        status_code=202,
+        response_model=BatchInstruction,
+        responses=error_responses(401, 404, 422, 503),
+    )
     async def resume_batch(
-        batch_id: str,
+        batch_id: BatchId,
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:
         by = await by_whom(batch_id, who)
@@ -166,9 +196,14 @@ def _add_control_routes(
             batch_id, ResumeBatch(batch_id=batch_id, ts=now_us(), by=by), "resuming"
         )
 
-    @router.post("/batches/{batch_id}/cancel", status_code=202)
+    @router.post(
+        "/batches/{batch_id}/cancel",
+        status_code=202,
+        response_model=BatchInstruction,
+        responses=error_responses(400, 401, 404, 413, 415, 422, 503),
+    )
     async def cancel_batch(
-        batch_id: str,
+        batch_id: BatchId,
         body: CancelRequest | None = None,
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:

@@ -16,16 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.jobs import JobRequest
+from services.core import strict_json
 from services.core.errors import ApiError
-from services.core.http import field_path
+from services.core.http import JSON_TYPES, field_path, media_type
 
 T = TypeVar("T")
 
-JSON_TYPES = frozenset({"application/json"})
 JSONL_TYPES = frozenset({"application/x-ndjson", "application/jsonl"})
 MAX_REPORTED = 20
 """Bad jobs listed in one error message."""
@@ -67,10 +66,6 @@ class _Problem:
         return f"{where}: {self.message}"
 
 
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
 def parse_batch(
     body: bytes,
     content_type: str | None,
@@ -108,26 +103,20 @@ def parse_batch(
     problems: list[_Problem] = []
     for place, item in raw:
         try:
-            req = (
-                JobRequest.model_validate_json(item)
-                if isinstance(item, bytes)
-                else JobRequest.model_validate(item)
-            )
+            req = JobRequest.model_validate(strict_json.loads(item) if place.lines else item)
             out.append(build(req))
         except ValidationError as exc:
             problems.append(_from_validation(place, exc))
         except ApiError as exc:
-            problems.append(_Problem(place, exc.field, exc.message))
+            inner = None if exc.field == "body" else exc.field
+            problems.append(_Problem(place, inner, exc.message))
     if problems:
         raise _combined(problems, len(raw))
     return out
 
 
 def _json_jobs(body: bytes) -> list[tuple[Place, Any]]:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", "the body is not valid JSON", "body") from exc
+    doc = strict_json.loads(body)
     if not isinstance(doc, dict):
         raise ApiError(422, "invalid_request", 'the body must be {"jobs": [...]}', "body")
     unknown = sorted(set(doc) - {"jobs"})
@@ -149,8 +138,6 @@ def _jsonl_jobs(body: bytes) -> list[tuple[Place, Any]]:
 
 def _from_validation(place: Place, exc: ValidationError) -> _Problem:
     first = exc.errors()[0]
-    if first.get("type") == "json_invalid":
-        return _Problem(place, None, "not valid JSON")
     message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
     return _Problem(place, field_path(tuple(first.get("loc", ()))), message)
 

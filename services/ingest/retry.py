@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Request
 
+from schemas.api import JobRetried
 from schemas.commands import JobCommand
 from schemas.events import Queued
 from schemas.state import JobState, JobStatus
@@ -31,7 +32,9 @@ from services.core.http import JsonResponse
 from services.core.ids import job_id_ms, now_us
 from services.core.job_log import SEEK_MARGIN_MS, TopicPartitions
 from services.core.kafka import Consumer
+from services.core.openapi import error_responses, job_links
 from services.core.partitioner import partition_for
+from services.core.path_ids import JobId
 from services.core.runtime import Runtime
 from services.core.serde import decode
 from services.ingest.submit import Submission, bounded, publish
@@ -118,9 +121,17 @@ def add_retry_route(
     topics = rt.settings.topics
     partitions = TopicPartitions(rt.admin)
 
-    @router.post("/jobs/{job_id}/retry", status_code=202)
+    @router.post(
+        "/jobs/{job_id}/retry",
+        status_code=202,
+        response_model=JobRetried,
+        responses={
+            202: {"links": job_links("/job_id")},
+            **error_responses(401, 403, 404, 409, 422, 503),
+        },
+    )
     async def retry_job(
-        job_id: str,
+        job_id: JobId,
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:
         if not who.is_admin:

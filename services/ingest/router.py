@@ -18,36 +18,35 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
 
+from schemas.api import JobAccepted, JobInstruction
 from schemas.control import Cancel
 from schemas.jobs import JobRequest
 from services.core.auth import Principal
 from services.core.errors import ApiError
-from services.core.http import JsonResponse
+from services.core.http import JsonResponse, StrictJsonRoute
 from services.core.ids import new_job_id, now_us
 from services.core.job_log import TopicPartitions, find_job
 from services.core.metrics import JOBS_SUBMITTED, SUBMIT_SECONDS
+from services.core.openapi import error_responses, job_links
+from services.core.path_ids import JobId
 from services.core.runtime import Runtime
 from services.ingest.batches import add_batch_routes
 from services.ingest.bodies import CancelRequest
-from services.ingest.idempotency import IdempotencyCache
+from services.ingest.idempotency import IdempotencyCache, fingerprint
 from services.ingest.retry import add_retry_route
-from services.ingest.submit import bounded, new_submission, publish, send_control
+from services.ingest.submit import Submission, bounded, new_submission, publish, send_control
 
 log = logging.getLogger(__name__)
 
 
 def make_router(rt: Runtime) -> APIRouter:
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
     idem = IdempotencyCache()
     topics = rt.settings.topics
 
-    async def principal(request: Request) -> Principal:
-        return rt.access.principal(request)
+    principal = rt.access.caller
 
-    async def submit(req: JobRequest, who: Principal) -> dict[str, Any]:
-        sub = new_submission(
-            req, rt.settings, rt.prices, job_id=new_job_id(), tenant=who.tenant, now=now_us()
-        )
+    async def submit(sub: Submission, who: Principal) -> dict[str, Any]:
         (where,) = await publish(rt.producer, topics, [sub], f"job {sub.job_id}", **bounded(rt))
         log.info(
             "job %s queued by %s at %s[%d]@%d",
@@ -57,30 +56,42 @@ def make_router(rt: Runtime) -> APIRouter:
             where.partition,
             where.offset,
         )
-        JOBS_SUBMITTED.labels(req.priority.value).inc()
+        JOBS_SUBMITTED.labels(sub.queued.priority.value).inc()
         return {
             "job_id": sub.job_id,
             "status": "queued",
-            "priority": req.priority.value,
+            "priority": sub.queued.priority.value,
             "stream_url": f"/v1/jobs/{sub.job_id}/events",
             "stream_token": rt.access.stream_token(sub.job_id, who.tenant),
             "estimated_cost_usd": sub.queued.estimated_cost_usd,
         }
 
-    @router.post("/jobs", status_code=202)
+    @router.post(
+        "/jobs",
+        status_code=202,
+        response_model=JobAccepted,
+        responses={
+            202: {"links": job_links("/job_id")},
+            **error_responses(400, 401, 409, 413, 415, 422, 503),
+        },
+    )
     async def submit_job(
         req: JobRequest,
         who: Principal = Depends(principal),  # noqa: B008
         idempotency_key: str | None = Header(default=None, max_length=200),
     ) -> JsonResponse:
         started = time.perf_counter()
+        # Every check first: a key never stands for a request that would have been refused.
+        sub = new_submission(
+            req, rt.settings, rt.prices, job_id=new_job_id(), tenant=who.tenant, now=now_us()
+        )
         if idempotency_key is None:
-            body = await submit(req, who)
+            body = await submit(sub, who)
         else:
-            fut, owner = idem.claim(who.tenant, idempotency_key)
+            fut, owner = idem.claim(who.tenant, idempotency_key, fingerprint(req))
             if owner:
                 try:
-                    fut.set_result(await submit(req, who))
+                    fut.set_result(await submit(sub, who))
                 except BaseException:
                     idem.release(who.tenant, idempotency_key)
                     fut.cancel()
@@ -101,9 +112,14 @@ def add_cancel_route(
     topics = rt.settings.topics
     partitions = TopicPartitions(rt.admin)
 
-    @router.post("/jobs/{job_id}/cancel", status_code=202)
+    @router.post(
+        "/jobs/{job_id}/cancel",
+        status_code=202,
+        response_model=JobInstruction,
+        responses=error_responses(400, 401, 404, 413, 415, 422, 503),
+    )
     async def cancel_job(
-        job_id: str,
+        job_id: JobId,
         body: CancelRequest | None = None,
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:

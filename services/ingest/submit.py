@@ -6,7 +6,8 @@ before the command is produced, so ``queued`` always precedes the worker's
 ``started`` on the job's partition of ``tokenrelay.tokens``. Many jobs are
 pipelined: every ``queued`` event is produced without waiting, then all are
 awaited, then every command likewise; a batch of thousands costs two round
-trips, not two per job.
+trips, not two per job. Every value is encoded (and its size checked) before the
+first record is produced: a job that cannot be stored is refused whole.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 
 from schemas.commands import JobCommand
 from schemas.control import Control, control_key
@@ -25,7 +27,7 @@ from schemas.events import Queued
 from schemas.jobs import FAKE_DEFAULT_MAX_TOKENS, FakeProviderOptions, JobRequest
 from services.core.errors import ApiError, KafkaError
 from services.core.http import kafka_unavailable
-from services.core.kafka import Delivered, Producer
+from services.core.kafka import MAX_RECORD_BYTES, Delivered, Producer
 from services.core.kafka.probe import Probe
 from services.core.prices import ESTIMATE_OUTPUT_TOKENS, Prices
 from services.core.runtime import Runtime
@@ -112,12 +114,34 @@ def new_submission(
     return Submission(queued, command)
 
 
+def _encoded(records: Sequence[tuple[str, str, BaseModel]]) -> list[tuple[str, str, bytes]]:
+    """Every value written before anything is produced, so that a job that cannot be stored
+    (``JobRequest`` should have refused it) is refused whole and leaves nothing on Kafka."""
+    out = []
+    for topic, key, model in records:
+        try:
+            value = encode(model)
+        except PydanticSerializationError as exc:
+            raise ApiError(
+                422, "invalid_request", f"the job cannot be written as JSON: {exc}", "body"
+            ) from exc
+        if len(value) > MAX_RECORD_BYTES:
+            raise ApiError(
+                413,
+                "payload_too_large",
+                f"a job is {len(value)} bytes as stored; a record holds at most {MAX_RECORD_BYTES}",
+                "body",
+            )
+        out.append((topic, key, value))
+    return out
+
+
 async def _produce_all(
-    producer: Producer, records: Sequence[tuple[str, str, BaseModel]]
+    producer: Producer, records: list[tuple[str, str, bytes]]
 ) -> list[Delivered]:
     futures = []
     for i, (topic, key, value) in enumerate(records):
-        futures.append(await producer.produce(topic, key, encode(value)))
+        futures.append(await producer.produce(topic, key, value))
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
     return list(await asyncio.gather(*futures))
@@ -150,14 +174,13 @@ async def publish(
     or Kafka did not confirm every record in time (some records may still land: a
     retry with the same ``Idempotency-Key`` answers with the job it created).
     """
+    queued = _encoded([(topics.tokens, s.job_id, s.queued) for s in subs])
+    commands = _encoded([(topics.jobs[s.queued.priority], s.job_id, s.command) for s in subs])
     _refuse_if_kafka_down(kafka, what)
     try:
         async with asyncio.timeout(timeout_s):
-            await _produce_all(producer, [(topics.tokens, s.job_id, s.queued) for s in subs])
-            return await _produce_all(
-                producer,
-                [(topics.jobs[s.queued.priority], s.job_id, s.command) for s in subs],
-            )
+            await _produce_all(producer, queued)
+            return await _produce_all(producer, commands)
     except (TimeoutError, KafkaError) as exc:
         log.warning("%s not accepted: %s", what, exc or "timed out")
         raise kafka_unavailable(f"{what} could not be stored; retry") from exc

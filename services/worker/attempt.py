@@ -80,7 +80,7 @@ def _parse_json(content: str) -> Any:
         return orjson.loads(content)
     except orjson.JSONDecodeError as exc:
         raise ProviderError(
-            ErrorKind.PROVIDER, f"response_format=json but the output is not JSON: {exc}"
+            ErrorKind.INVALID_OUTPUT, f"response_format=json but the output is not JSON: {exc}"
         ) from exc
 
 

@@ -1,8 +1,9 @@
 """Per-model budgets of requests and tokens per minute, so a worker waits instead of drawing 429s.
 
-Each budget is a token bucket that refills continuously at its per-minute rate
-and holds at most one minute's worth. A job reserves one request and its
-estimated tokens (prompt plus ``max_tokens``) before it calls the provider;
+Each budget is a token bucket (``services.core.rate``) that refills
+continuously at its per-minute rate and holds at most one minute's worth. A job
+reserves one request and its estimated tokens (prompt plus ``max_tokens``)
+before it calls the provider;
 when it ends, the estimate is corrected by the usage the provider reported.
 The limits are per worker process: divide a provider's limit by the number of
 worker processes when configuring them.
@@ -12,36 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
 from services.core.limits import ModelLimit
-
-
-@dataclass
-class Bucket:
-    """A continuous token bucket; ``level`` may go negative when usage beats the estimate."""
-
-    per_minute: float
-    level: float
-    at: float
-
-    @classmethod
-    def full(cls, per_minute: float, now: float) -> Bucket:
-        return cls(per_minute, per_minute, now)
-
-    def _refill(self, now: float) -> None:
-        self.level = min(self.per_minute, self.level + (now - self.at) * self.per_minute / 60)
-        self.at = now
-
-    def wait_s(self, amount: float, now: float) -> float:
-        """Seconds until ``amount`` fits (an amount above capacity waits for a full bucket)."""
-        self._refill(now)
-        need = min(amount, self.per_minute) - self.level
-        return max(0.0, need * 60 / self.per_minute)
-
-    def take(self, amount: float, now: float) -> None:
-        self._refill(now)
-        self.level -= amount
+from services.core.rate import Bucket
 
 
 class RateLimiter:

@@ -69,7 +69,7 @@ from services.worker.offsets import OffsetLedger
 from services.worker.providers.base import Provider
 from services.worker.rate_limit import RateLimiter
 from services.worker.scheduling import DelayQueue, HeldJobs, ReadyQueue
-from services.worker.settlement import RetryPolicy, settlement
+from services.worker.settlement import RetryPolicy, settlement, unreadable_command
 
 log = logging.getLogger(__name__)
 
@@ -446,7 +446,6 @@ class WorkerRunner:
     async def _dead_letter_poison(self, record: Record, exc: DecodeError) -> None:
         POISON_RECORDS.labels(record.topic).inc()
         DEAD_LETTERS.labels("poison").inc()
-        log.error("poison record at %s sent to %s: %s", record.where(), self.topics.dlq, exc)
         letter = DeadLetter(
             source=record.where(),
             error_kind="decode",
@@ -454,12 +453,19 @@ class WorkerRunner:
             ts=now_us(),
             raw=(record.value or b"").decode("utf-8", errors="replace"),
         )
+        out = [OutRecord(self.topics.dlq, record.key, encode(letter))]
+        failed = unreadable_command(record.key, record.value, str(exc), self.settings.worker_id)
+        if failed is not None:
+            out.append(OutRecord(self.topics.tokens, failed.job_id, encode(failed)))
+        log.error(
+            "poison record at %s sent to %s%s: %s",
+            record.where(),
+            self.topics.dlq,
+            f"; job {failed.job_id} failed" if failed is not None else "",
+            exc,
+        )
         try:
-            await self.committer.settle(
-                (record.topic, record.partition),
-                record.offset,
-                [OutRecord(self.topics.dlq, record.key, encode(letter))],
-            )
+            await self.committer.settle((record.topic, record.partition), record.offset, out)
         except NotOwnedError:
             log.info("poison record at %s moved to another worker", record.where())
 

@@ -135,7 +135,8 @@ def test_up_restarts_killed_parts_and_gives_up_on_a_crash_loop(
         os.kill(second["public"], signal.SIGKILL)
         wait_for(
             "a new public face",
-            lambda: children(up.pid).get("public") not in (None, second["public"]) and ready(public),
+            lambda: children(up.pid).get("public") not in (None, second["public"])
+            and ready(public),
             90,
             output,
         )

@@ -146,18 +146,24 @@ class SinkOffsets:
 
 @contextmanager
 def analytics_process(
-    settings: Settings, log_dir: Path, port: int, chdb_dir: Path, name: str = "analytics"
+    settings: Settings,
+    log_dir: Path,
+    port: int,
+    chdb_dir: Path,
+    name: str = "analytics",
+    parts: tuple[str, ...] = ("analytics",),
 ) -> Iterator[ChildProcess]:
     """``tokenrelay serve analytics --port <port>`` on its own chDB directory, ready when yielded.
 
     chDB allows one data directory per process, so the child never shares the test
     process's; pass the same ``chdb_dir`` (and port) again to restart it on its data.
+    ``parts`` serves more than analytics in that process (the public face, as ``make up``).
     """
     env = {
         **settings_env(settings),
         "TOKENRELAY_CLICKHOUSE_URL": f"chdb://{chdb_dir}",
         "TOKENRELAY_DATA_DIR": str(log_dir / name),
     }
-    args = ["serve", "analytics", "--port", str(port)]
+    args = ["serve", *parts, "--port", str(port)]
     with child_process(name, args, env, log_dir, port) as child:
         yield child

@@ -47,6 +47,11 @@ PASSED_ON = (
     "sink_session_timeout_ms",
     "sql_max_rows",
     "sql_timeout_s",
+    "analytics_max_rows",
+    "analytics_timeout_s",
+    "analytics_rate_per_min",
+    "max_body_bytes",
+    "batch_max_jobs",
 )
 """Settings a child gets from the test's. Not ``clickhouse_url``: chDB allows one data
 directory per process, so a child keeps its own (``<its data dir>/chdb`` by default)."""

@@ -1,4 +1,4 @@
-from services.worker.rate_limit import Bucket
+from services.core.rate import Bucket
 
 
 def test_a_bucket_refills_at_its_rate_per_minute() -> None:

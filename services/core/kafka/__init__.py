@@ -19,7 +19,15 @@ Errors become ``services.core.errors`` types, decided on ``KafkaError.code()``.
 """
 
 from services.core.kafka.admin import Admin
-from services.core.kafka.common import Committed, Delivered, Record, TopicPartition, TopicSpec
+from services.core.kafka.common import (
+    MAX_RECORD_BYTES,
+    RECORD_LIMIT_BYTES,
+    Committed,
+    Delivered,
+    Record,
+    TopicPartition,
+    TopicSpec,
+)
 from services.core.kafka.consumer import Consumer
 from services.core.kafka.producer import Producer
 from services.core.kafka.transactions import (
@@ -31,6 +39,8 @@ from services.core.kafka.transactions import (
 )
 
 __all__ = [
+    "MAX_RECORD_BYTES",
+    "RECORD_LIMIT_BYTES",
     "Admin",
     "Committed",
     "Consumer",

@@ -19,7 +19,14 @@ _rdkafka_log = logging.getLogger("librdkafka")
 _log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+"""The largest record value we write: a job of the largest body ingest accepts fits with room.
+Topics are created with ``max.message.bytes`` a little above it (``RECORD_LIMIT_BYTES``)."""
+RECORD_LIMIT_BYTES = MAX_RECORD_BYTES + 64 * 1024
+"""Room for the key, headers and batch framing around the largest value."""
+
 PRODUCER_DEFAULTS: dict[str, Any] = {
+    "message.max.bytes": RECORD_LIMIT_BYTES,
     "acks": "all",
     "enable.idempotence": True,
     "partitioner": "murmur2_random",

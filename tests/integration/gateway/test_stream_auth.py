@@ -88,11 +88,16 @@ async def test_no_credentials_is_401_and_another_tenant_is_404(stack: str) -> No
     assert_error(bob, 404, "not_found")
 
 
-async def test_an_api_key_wins_over_a_token(stack: str) -> None:
+async def test_every_credential_sent_must_be_valid_and_the_key_decides(stack: str) -> None:
     async with httpx.AsyncClient(base_url=stack, timeout=30) as client:
         job = await submit_job(client, "key first")
         path = job["stream_url"]
-        with_bad_token = await read_events_async(client, f"{path}?token=not-a-token", ALICE)
+        with_bad_token = await client.get(f"{path}?token=not-a-token", headers=ALICE)
         bob_with_alices_token = await client.get(f"{path}?token={job['stream_token']}", headers=BOB)
-    assert with_bad_token[-1].event == "completed"
+        alice_with_her_token = await read_events_async(
+            client, f"{path}?token={job['stream_token']}", ALICE
+        )
+    assert_error(with_bad_token, 401, "unauthenticated")
+    assert with_bad_token.json()["error"]["field"] == "token"
     assert_error(bob_with_alices_token, 404, "not_found")
+    assert alice_with_her_token[-1].event == "completed"

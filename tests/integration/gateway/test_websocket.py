@@ -109,8 +109,16 @@ async def test_denials_are_http_answers_with_an_error_body(stack: str) -> None:
 
     never_sent = str(int(str(sse[-1].id)) + 1)
     status, body = await ws_denial(ws_url(stack, job_id, last_event_id=never_sent), ALICE)
-    assert status == 400
+    assert status == 409
     assert body["error"]["field"] == "Last-Event-ID"
+
+    status, body = await ws_denial(ws_url(stack, job_id, last_event_id="abc"), ALICE)
+    assert status == 422
+    assert body["error"]["field"] == "Last-Event-ID"
+
+    status, body = await ws_denial(ws_url(stack, "nope"), ALICE)
+    assert status == 404
+    assert body["error"]["field"] == "job_id"
 
 
 async def test_stream_token_in_the_query_opens_the_websocket(stack: str) -> None:

@@ -1,0 +1,44 @@
+"""Request bodies read as strict JSON: UTF-8, and only values every part can pass on.
+
+Python's ``json`` reads what RFC 8259 leaves open (NaN, Infinity, integers of
+any size, lone surrogates in escapes, UTF-16 input); orjson would turn an
+integer beyond 64 bits into a float without a word. Here the body must be
+UTF-8 and every value must keep the rules of ``schemas.limits``; a body that
+does not is refused before any handler sees it: 400 ``invalid_json`` when it
+is not JSON, 422 naming the field when a value is out of bounds. Pure.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from schemas.limits import MAX_JSON_DEPTH, json_problem
+from services.core.errors import ApiError
+
+
+def loads(body: bytes) -> Any:
+    """The body's value, or an ``ApiError`` that says what to fix and where."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"not UTF-8 (byte {exc.start})", "body") from exc
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
+            "body",
+        ) from exc
+    except RecursionError as exc:
+        raise ApiError(
+            422, "invalid_request", f"nested deeper than {MAX_JSON_DEPTH} levels", "body"
+        ) from exc
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise ApiError(422, "invalid_request", "a number does not fit in 64 bits", "body") from exc
+    if (found := json_problem(value)) is not None:
+        field, problem = found
+        raise ApiError(422, "invalid_request", problem, field)
+    return value

@@ -1,0 +1,64 @@
+"""The strict reading of request bodies: UTF-8 JSON whose every value all readers share."""
+
+from __future__ import annotations
+
+import pytest
+
+from schemas.limits import MAX_JSON_DEPTH, json_problem
+from services.core.errors import ApiError
+from services.core.strict_json import loads
+
+
+def refused(body: bytes) -> ApiError:
+    with pytest.raises(ApiError) as caught:
+        loads(body)
+    return caught.value
+
+
+def test_plain_json_reads_as_json() -> None:
+    assert loads(b'{"a": [1, 2.5, "\\u00e9", null, true], "b": {"c": -9223372036854775808}}') == {
+        "a": [1, 2.5, "é", None, True],
+        "b": {"c": -(2**63)},
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"),
+    [
+        (b'{"a": 1,', 400, "body"),
+        ('{"a": 1}'.encode("utf-16"), 400, "body"),
+        (b'{"a": "\xff"}', 400, "body"),
+        (b'{"n": 9223372036854775808}', 422, "n"),
+        (b'{"n": [0, 1e19]}', 422, "n[1]"),
+        (b'{"x": NaN}', 422, "x"),
+        (b'{"x": {"y": Infinity}}', 422, "x.y"),
+        (b'{"x": 1e999}', 422, "x"),
+        (b'{"s": "\\ud800"}', 422, "s"),
+        (b'{"k": {"\\udfff": 1}}', 422, "k.\\udfff"),
+        (b'{"n": ' + b"9" * 5000 + b"}", 422, "body"),
+        (b"[" * 5000 + b"]" * 5000, 422, "body"),
+    ],
+)
+def test_what_not_every_reader_can_read_is_refused_at_its_place(
+    body: bytes, status: int, field: str
+) -> None:
+    err = refused(body)
+    assert (err.status, err.field) == (status, field), err.message
+    assert err.message
+
+
+def test_nesting_is_counted_from_the_body() -> None:
+    deep: object = 1
+    for _ in range(MAX_JSON_DEPTH - 1):
+        deep = [deep]
+    assert json_problem({"a": deep}) is None
+    assert json_problem({"a": [deep]}) == (
+        "a" + "[0]" * (MAX_JSON_DEPTH - 1),
+        f"nested deeper than {MAX_JSON_DEPTH} levels",
+    )
+
+
+def test_python_values_that_are_not_json_are_named() -> None:
+    assert json_problem({"when": {1, 2}}) == ("when", "set is not a JSON value")
+    assert json_problem(2**63 - 1) is None
+    assert json_problem(-(2**63) - 1) == ("body", "the number is beyond 64-bit range")
