@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install tools up test lint schemas bench clean
+.PHONY: install tools up test lint schemas docs bench clean
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ lint: install
 
 schemas: install
 	$(PY) -m schemas.export
+
+# docs/configuration.md from the settings classes (a unit test fails when it is stale).
+docs: install
+	$(PY) -m services.core.settings_doc
 
 # The harness (every scenario against its no-Kafka baseline), then the older per-part figures.
 bench: install

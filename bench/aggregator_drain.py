@@ -26,10 +26,10 @@ from schemas.events import Completed, JobEvent, Queued, Started, Token, Usage, p
 from schemas.jobs import Priority
 from services.aggregator.processor import JobStates, encode_state
 from services.core.kafka import Producer
-from services.core.local_kafka import free_port
 from services.core.serde import encode
 from services.core.settings import Settings
 from services.core.topics import ensure_topics
+from services.localdev.kafka import free_port
 
 console = Console()
 JOBS, TOKENS = 1000, 100

@@ -21,21 +21,9 @@ from typing import Self
 
 import httpx
 
-from services.core.settings import Settings
-from services.core.settings import settings_env as core_settings_env
+from services.core.settings import Settings, child_env
 
 POLL_S = 0.05
-PASSED_ON = (
-    "kafka_bootstrap",
-    "topic_prefix",
-    "topic_partitions",
-    "api_keys",
-    "state_store",
-    "state_tick_s",
-    "aggregator_url",
-    "aggregator_port",
-    "log_level",
-)
 # "12:00:01 ERROR services.x: message" as services.core.logs formats a line.
 _LEVEL = re.compile(r"^\S+ (WARNING|ERROR|CRITICAL)\s+(\S+): (.*)$")
 
@@ -58,7 +46,8 @@ def log_complaints(log: Path) -> Counter[str]:
 
 
 def settings_env(settings: Settings, data_dir: Path) -> dict[str, str]:
-    return {"TOKENRELAY_DATA_DIR": str(data_dir), **core_settings_env(settings, PASSED_ON)}
+    env = child_env(settings)
+    return {**env, "TOKENRELAY_DATA_DIR": str(data_dir)}
 
 
 @dataclass

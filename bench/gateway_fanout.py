@@ -49,21 +49,10 @@ from bench.processes import CpuMeter, Remote, ServiceChild, call_all, rss_kb
 from bench.sse_clients import latencies_ms, summary
 from bench.worker_scheduling import broker
 from services.core.ids import new_job_id
-from services.core.local_kafka import free_port
-from services.core.settings import Settings, settings_env
+from services.core.settings import Settings, child_env
+from services.localdev.kafka import free_port
 
 API_KEY = "bench-key"
-PASSED_ON = (
-    "kafka_bootstrap",
-    "topic_prefix",
-    "topic_partitions",
-    "api_keys",
-    "aggregator_url",
-    "log_level",
-    "stream_buffer_events",
-    "stream_heartbeat_s",
-    "stream_replay_readers",
-)
 M_OPEN, M_LAG = 'tokenrelay_streams_open{transport="sse"}', "tokenrelay_stream_consumer_lag"
 M_CUT, M_SENT = "tokenrelay_stream_slow_clients_cut_total", "tokenrelay_stream_events_sent_total"
 M_REPLAYS = "tokenrelay_stream_replay_reads_total"
@@ -419,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
             api_keys=f"{API_KEY}:{synthetic_worker.TENANT}:user",  # type: ignore[arg-type]
             aggregator_url=f"http://127.0.0.1:{free_port()}",  # nobody there: streams seek
         )
-        env = {"TOKENRELAY_DATA_DIR": data, **settings_env(settings, PASSED_ON)}
+        env = {"TOKENRELAY_DATA_DIR": data, **child_env(settings)}
         gateway = ServiceChild(["gateway"], free_port(), env, Path(data) / "gateway.log")
         console.print(
             f"gateway: buffer {settings.stream_buffer_events} events/stream, heartbeat"

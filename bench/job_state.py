@@ -49,8 +49,8 @@ from bench.child import AggregatorChild
 from bench.worker_scheduling import broker, console
 from schemas.state import JobState
 from services.core.kafka import Consumer
-from services.core.local_kafka import free_port
 from services.core.settings import Settings
+from services.localdev.kafka import free_port
 from services.serve import serving_in_thread
 
 API_KEYS = "bench-admin:ops:admin,bench-alice:alice:user"

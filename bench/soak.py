@@ -34,9 +34,9 @@ import orjson
 
 from bench.harness import report
 from bench.processes import ServiceChild, rss_kb
-from schemas.events import TERMINAL_EVENT_TYPES
-from services.core.local_kafka import free_port, throwaway_broker
+from schemas.rules import TERMINAL_EVENT_TYPES
 from services.core.settings import Settings
+from services.localdev.kafka import free_port, throwaway_broker
 
 API_KEY = "soak-key"
 HEADERS = {"Authorization": f"Bearer {API_KEY}"}

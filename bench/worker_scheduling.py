@@ -27,9 +27,9 @@ from rich.console import Console
 
 from schemas.events import JobEvent
 from services.core.kafka import Consumer
-from services.core.local_kafka import free_port, port_open, split_bootstrap, throwaway_broker
 from services.core.serde import decode_event
 from services.core.settings import Settings
+from services.localdev.kafka import free_port, port_open, split_bootstrap, throwaway_broker
 from services.serve import serving_in_thread
 
 console = Console()

@@ -10,7 +10,6 @@ from schemas.commands import JobCommand
 from schemas.control import Cancel, CancelBatch, Control, PauseBatch, ResumeBatch
 from schemas.dead_letter import DeadLetter
 from schemas.events import (
-    TERMINAL_EVENT_TYPES,
     Cancelled,
     Completed,
     ErrorKind,
@@ -24,10 +23,12 @@ from schemas.events import (
     parse_event,
 )
 from schemas.jobs import FakeProviderOptions, JobRequest, Message, Priority, ResponseFormat
+from schemas.rules import TERMINAL_EVENT_TYPES, TERMINAL_STATUS, already_seen
 from schemas.state import BatchSummary, JobState, JobStatus, PriorityQueue, StatusCounts
 
 __all__ = [
     "TERMINAL_EVENT_TYPES",
+    "TERMINAL_STATUS",
     "BatchSummary",
     "Cancel",
     "CancelBatch",
@@ -55,5 +56,6 @@ __all__ = [
     "StatusCounts",
     "Token",
     "Usage",
+    "already_seen",
     "parse_event",
 ]

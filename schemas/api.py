@@ -2,7 +2,10 @@
 
 Job, batch and queue state are the shapes of ``schemas.state``; what follows
 are the answers of the routes that act (submit, cancel, pause…), the lists,
-the analytics rows and the one error body every 4xx and 5xx carries.
+the analytics rows and the one error body every 4xx and 5xx carries. The
+aggregator's views answer the public face in the same shapes (``JobList``,
+``QueueList``, ``JobUnknown``, ``Removed``), written by the views and read by
+``services.core.state_client``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,21 @@ class ErrorBody(BaseModel):
     """Every error: ``{"error": {"code", "message", "field"?}}``."""
 
     error: ErrorDetail
+
+
+class JobUnknown(ErrorBody):
+    """The aggregator's 404 for a job it does not hold, with how far it has read: per
+    partition of ``tokenrelay.tokens``, the offset of the last event it applied. A caller
+    that knows where the job's first event is can tell a job not reached yet from one gone.
+    """
+
+    applied: dict[int, int]
+
+
+class Removed(BaseModel):
+    """The aggregator's answer to ``POST /clean``: finished jobs it removed."""
+
+    removed: int
 
 
 class JobAccepted(BaseModel):

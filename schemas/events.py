@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from schemas.jobs import Priority
+from schemas.rules import SUBMISSION_ATTEMPT
 
 
 class ErrorKind(StrEnum):
@@ -36,7 +37,9 @@ class _Event(BaseModel):
         default="tokenrelay.JobEvent/1", alias="schema"
     )
     job_id: str
-    attempt: int = Field(ge=0, description="1-based run number; 0 for the submission.")
+    attempt: int = Field(
+        ge=SUBMISSION_ATTEMPT, description="1-based run number; 0 for the submission."
+    )
     seq: int = Field(ge=0, description="0-based position within the attempt.")
     ts: int = Field(description="Producer time, microseconds since the Unix epoch.")
     worker_id: str
@@ -136,7 +139,6 @@ JobEvent = Annotated[
     Queued | Started | Token | Retrying | Completed | Failed | Cancelled,
     Field(discriminator="type"),
 ]
-TERMINAL_EVENT_TYPES = frozenset({"completed", "failed", "cancelled"})
 
 _adapter: TypeAdapter[JobEvent] = TypeAdapter(JobEvent)
 

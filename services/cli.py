@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -60,7 +61,7 @@ def aggregator(
 @app.command()
 def up() -> None:
     """Start the broker (unless one is configured) and a local stack; Ctrl-C stops it all."""
-    from services.local_stack import up as run
+    from services.localdev.stack import up as run
 
     run(_settings())
 
@@ -223,7 +224,10 @@ def bench(
     ] = False,
 ) -> None:
     """Measure the pipeline against the fake provider streamed with no Kafka (bench.harness);
-    ``soak``: the whole stack under a steady load for ``--minutes``, memory and latency drift."""
+    ``soak``: the whole stack under a steady load for ``--minutes``, memory and latency drift.
+
+    The harness lives in ``bench/`` of a checkout, not in the installed package."""
+    _find_bench()
     if scenario == "soak":
         _soak(minutes, jobs, max_tokens, tokens_per_s, as_json)
         return
@@ -243,6 +247,22 @@ def bench(
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
+
+
+def _find_bench() -> None:
+    """Make ``bench`` importable from the checkout this package runs from, or say why not."""
+    try:
+        import bench  # noqa: F401
+    except ImportError:
+        checkout = Path(__file__).resolve().parents[1]
+        if not (checkout / "bench" / "__init__.py").is_file():
+            err.print(
+                "[red]error:[/red] `tokenrelay bench` runs the harness in bench/ of a tokenrelay "
+                "checkout (it is not part of the installed package); run it from a clone, "
+                "after `make install`."
+            )
+            raise typer.Exit(2) from None
+        sys.path.insert(0, str(checkout))
 
 
 def _soak(
@@ -285,7 +305,7 @@ BrokersOption = Annotated[
 def kafka_start(brokers: BrokersOption = None) -> None:
     """Fetch Kafka's jars with mvn if needed, format storage once, start the nodes that are
     down, wait until every node answers."""
-    from services.local_stack import local_cluster
+    from services.localdev.stack import local_cluster
 
     cluster = local_cluster(_settings(), brokers)
     started = cluster.start()
@@ -301,7 +321,7 @@ def kafka_start(brokers: BrokersOption = None) -> None:
 @kafka_app.command("stop")
 def kafka_stop() -> None:
     """Stop every node of the local Kafka cleanly."""
-    from services.local_stack import local_cluster
+    from services.localdev.stack import local_cluster
 
     if not local_cluster(_settings()).stop():
         err.print("no local broker was running")
@@ -312,7 +332,7 @@ def kafka_status(
     as_json: Annotated[bool, typer.Option("--json", help='print {"nodes": [...]}')] = False,
 ) -> None:
     """Each node of the local Kafka: its port, pid and whether it answers; exit 1 if none does."""
-    from services.local_stack import local_cluster
+    from services.localdev.stack import local_cluster
 
     cluster = local_cluster(_settings())
     nodes = cluster.status()

@@ -20,7 +20,7 @@ from bench.harness import baseline as baseline_server
 from bench.harness import report, watch
 from bench.harness.stack import Stack, stack_for
 from bench.processes import Remote
-from services.core.local_kafka import free_port
+from services.localdev.kafka import free_port
 
 POLL_S = 0.2
 Progress = Callable[[str, int, int], None]

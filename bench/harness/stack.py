@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 from bench.processes import ServiceChild
 from bench.worker_scheduling import broker
-from services.core.local_kafka import free_port
 from services.core.settings import Settings
+from services.localdev.kafka import free_port
 
 API_KEY = "bench-key"
 

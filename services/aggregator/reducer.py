@@ -4,7 +4,8 @@ Events reach the aggregator at least once, in order per job (one partition), and
 after a crash a suffix of them again. The state remembers the highest event it
 applied — ``(attempt, seq)`` for a run, ``submissions`` for the ``queued``
 events of attempt 0 — and anything at or below that is a duplicate and changes
-nothing. So any history with any duplicates reduces to the same state.
+nothing (``schemas.rules``). So any history with any duplicates reduces to the
+same state.
 
 * A newer attempt resets the older one's progress (tokens, first token, error).
 * A finished job (succeeded, failed, cancelled) is final: later run events are
@@ -32,6 +33,7 @@ from schemas.events import (
     Started,
     Token,
 )
+from schemas.rules import NONE_SEEN, TERMINAL_STATUS, already_seen
 from schemas.state import JobState, JobStatus
 
 _RESET_ON_NEW_ATTEMPT: dict[str, Any] = {
@@ -58,12 +60,14 @@ _RESET_ON_RESUBMIT: dict[str, Any] = {
 
 
 def is_duplicate(state: JobState | None, event: JobEvent) -> bool:
-    """Whether ``state`` already reflects ``event`` (or a later one of the job)."""
+    """Whether ``state`` already reflects ``event`` (or a later one of the job): the
+    protocol's duplicate rule (``schemas.rules.already_seen``) on what ``state`` applied."""
     if state is None:
         return False
-    if event.attempt == 0:
-        return event.seq <= state.submissions and state.queued_at is not None
-    return (event.attempt, event.seq) <= (state.attempt, state.seq)
+    submission = state.submissions if state.queued_at is not None else NONE_SEEN
+    return already_seen(
+        event.attempt, event.seq, submission=submission, run=(state.attempt, state.seq)
+    )
 
 
 def reduce(
@@ -155,7 +159,7 @@ def _apply(state: JobState, event: JobEvent) -> dict[str, Any]:
         }
     if isinstance(event, Completed):
         return {
-            "status": JobStatus.SUCCEEDED,
+            "status": _ended(event),
             "finished_at": event.ts,
             "content": event.content,
             "parsed": event.parsed,
@@ -169,7 +173,7 @@ def _apply(state: JobState, event: JobEvent) -> dict[str, Any]:
         }
     if isinstance(event, Failed):
         return {
-            "status": JobStatus.FAILED,
+            "status": _ended(event),
             "finished_at": event.ts,
             "error_kind": event.error_kind,
             "error_message": event.message,
@@ -177,13 +181,17 @@ def _apply(state: JobState, event: JobEvent) -> dict[str, Any]:
         }
     if isinstance(event, Cancelled):
         return {
-            "status": JobStatus.CANCELLED,
+            "status": _ended(event),
             "finished_at": event.ts,
             "cancelled_by": event.by,
             "error_message": event.reason,
             **_final_count(state, event),
         }
     raise TypeError(f"no rule for {type(event).__name__}")  # Queued is handled above
+
+
+def _ended(event: Completed | Failed | Cancelled) -> JobStatus:
+    return JobStatus(TERMINAL_STATUS[event.type])
 
 
 def _final_count(state: JobState, event: Completed | Failed | Cancelled) -> dict[str, Any]:

@@ -21,7 +21,9 @@ import httpx
 import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
+from schemas.api import ErrorDetail, JobUnknown, QueueList, Removed
 from schemas.jobs import Priority
 from schemas.state import JobStatus
 from services.aggregator.app import Aggregator
@@ -38,6 +40,7 @@ from services.aggregator.index import (
 from services.aggregator.processor import encode_state
 from services.core.http import error_body
 from services.core.ids import now_us
+from services.core.serde import encode
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,10 @@ class PartialError(Exception):
 
 def _json(view: View, body: Any, status: int = 200) -> Response:
     return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+
+def _model(view: View, body: BaseModel, status: int = 200) -> Response:
+    return view.bytes(encode(body), content_type="application/json", status=status)
 
 
 def _error(view: View, status: int, code: str, message: str, field: str | None = None) -> Response:
@@ -189,10 +196,11 @@ def _register_reads(agg: Aggregator, parts: Parts) -> None:
             if state is None:
                 # How far this instance has read, so a caller can tell a job it has
                 # not reached yet from one that is gone.
-                body = error_body("not_found", f"no job {job_id}", "job_id") | {
-                    "applied": {str(p): o for p, o in agg.reached().items()}
-                }
-                return _json(self, body, 404)
+                unknown = JobUnknown(
+                    error=ErrorDetail(code="not_found", message=f"no job {job_id}", field="job_id"),
+                    applied=agg.reached(),
+                )
+                return _model(self, unknown, 404)
             return self.bytes(encode_state(state), content_type="application/json")
 
     @app.page("/jobs")
@@ -238,7 +246,7 @@ def _register_summaries(agg: Aggregator, parts: Parts) -> None:
             )
             if summary is None:
                 return _error(self, 404, "not_found", f"no batch {batch_id}", "batch_id")
-            return _json(self, summary.model_dump(mode="json"))
+            return _model(self, summary)
 
     @app.page("/queues")
     class QueuesView(View):
@@ -248,7 +256,7 @@ def _register_summaries(agg: Aggregator, parts: Parts) -> None:
             except PartialError as exc:
                 return _error(self, 503, "not_ready", str(exc))
             queues = summarize_queues([p["queues"] for p in gathered], now_us())
-            return _json(self, {"queues": [q.model_dump(mode="json") for q in queues]})
+            return _model(self, QueueList(queues=queues))
 
 
 def _register_ops(agg: Aggregator, parts: Parts) -> None:
@@ -271,7 +279,7 @@ def _register_ops(agg: Aggregator, parts: Parts) -> None:
                 return _error(self, 503, "not_ready", str(exc))
             removed = sum(int(p["removed"]) for p in gathered)
             log.info("clean: removed %d finished jobs older than %.0fs", removed, older)
-            return _json(self, {"removed": removed})
+            return _model(self, Removed(removed=removed))
 
     @app.page("/healthz")
     class Health(View):

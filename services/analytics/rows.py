@@ -24,6 +24,7 @@ from typing_extensions import TypedDict
 
 from schemas.events import ErrorKind
 from schemas.jobs import Priority
+from schemas.rules import TERMINAL_STATUS
 from services.core.errors import DecodeError
 from services.core.kafka import Record
 
@@ -75,7 +76,6 @@ JOB_COLUMNS = (
     "kafka_partition",
     "kafka_offset",
 )
-STATUS_OF_TERMINAL = {"completed": "succeeded", "failed": "failed", "cancelled": "cancelled"}
 _BULKY = frozenset({"content", "parsed"})
 """Fields of ``completed`` left out of ``job_events.payload``: the output lives in Kafka."""
 _TOKEN = b'"type":"token"'
@@ -290,7 +290,7 @@ def job_row(event: dict[str, Any], record: Record, ctx: JobContext) -> tuple[Any
         ctx.priority,
         ctx.model,
         ctx.provider,
-        STATUS_OF_TERMINAL[event["type"]],
+        TERMINAL_STATUS[event["type"]],
         event.get("error_kind") or "",
         event.get("finish_reason") or "",
         event["worker_id"],

@@ -26,12 +26,12 @@ from typing import Any
 import orjson
 
 from schemas.dead_letter import DeadLetter
+from schemas.rules import TERMINAL_STATUS
 from services.analytics.batching import Batch, PartitionBuffer, intent_note
 from services.analytics.clickhouse import ClickHouse
 from services.analytics.rows import (
     EVENT_COLUMNS,
     JOB_COLUMNS,
-    STATUS_OF_TERMINAL,
     Columns,
     JobContext,
     decode_lifecycle,
@@ -40,7 +40,7 @@ from services.analytics.rows import (
 )
 from services.core.errors import ClickHouseError, DecodeError, KafkaError
 from services.core.ids import now_us
-from services.core.kafka import Committed, Consumer, Producer, Record, TopicPartition
+from services.core.kafka import Committed, Consumer, KafkaClients, Producer, Record, TopicPartition
 from services.core.metrics import (
     SINK_FLUSH_SECONDS,
     SINK_LAG,
@@ -64,8 +64,15 @@ LAG_EVERY_S = 2.0
 class Sink:
     """The runner: start, stop (flushes what it holds), and whether it is ready."""
 
-    def __init__(self, settings: Settings, producer: Producer, clickhouse: ClickHouse) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        producer: Producer,
+        clickhouse: ClickHouse,
+        clients: KafkaClients | None = None,
+    ) -> None:
         self.settings = settings
+        self.clients = clients or KafkaClients(settings.kafka_bootstrap)
         self.topic = settings.topics.tokens
         self.dlq = settings.topics.dlq
         self.producer = producer
@@ -111,8 +118,7 @@ class Sink:
         self.buffers.clear()
         self._changes.clear()
         self.contexts.clear()  # the batches in flight are read again, with their contexts
-        consumer = Consumer(
-            self.settings.kafka_bootstrap,
+        consumer = self.clients.consumer(
             self.settings.analytics_group,
             **{
                 "client.id": f"{self.settings.worker_id}-analytics",
@@ -212,7 +218,7 @@ class Sink:
                 continue
             ctx = self._learn(event)
             events.append(event_row(event, record, ctx))
-            if event["type"] in STATUS_OF_TERMINAL:
+            if event["type"] in TERMINAL_STATUS:
                 ctx = self.contexts.pop(event["job_id"], None)
                 if ctx is None:
                     unknown.append((event, record))

@@ -7,7 +7,7 @@ the stream token (``?token=``) on a job's event stream.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from fastapi import Request, Security
 from fastapi.security import (
@@ -27,6 +27,9 @@ from services.core.auth import (
 )
 from services.core.errors import ApiError
 from services.core.settings import Settings
+
+Caller = Callable[..., Awaitable[Principal]]
+"""What every router takes as its ``Depends`` target: ``Access.caller`` (or a wrapper of it)."""
 
 BEARER = HTTPBearer(
     auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <API key>`"

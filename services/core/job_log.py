@@ -1,9 +1,11 @@
-"""Find a job's first event on ``tokenrelay.tokens`` without scanning its partition.
+"""Find a job's records on its topics without scanning a partition.
 
 The job's partition follows from its id (murmur2, as every producer uses), and
 its first event from the time in its UUIDv7 id (``offsets_for_times``): a
 bounded seek. ``locate`` works on any group-less consumer, so the gateway can
 use its pooled replay readers; ``find_job`` makes a short-lived one.
+``find_command`` finds a job's command on its priority's topic the same way,
+from the time it was queued (an admin retry runs it again).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from schemas.commands import JobCommand
 from schemas.events import JobEvent
-from services.core.errors import ApiError
+from services.core.errors import ApiError, DecodeError
 from services.core.ids import job_id_ms
 from services.core.kafka import Admin, Consumer
 from services.core.partitioner import partition_for
-from services.core.serde import decode_event
+from services.core.serde import decode, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -98,3 +101,41 @@ async def find_job(bootstrap: str, topic: str, partitions: int, job_id: str) -> 
     """The job's first event (which names its tenant), or None if there is no such job."""
     async with reader(bootstrap, job_id) as consumer:
         return await locate(consumer, topic, partitions, job_id)
+
+
+SCAN_WINDOW_MS = 120_000
+"""A command is produced within the submit bound (``submit_timeout_s`` ≤ 60 s) of its
+``queued`` event; twice that past it, the search for it stops."""
+SEARCH_TIMEOUT_S = 10.0
+
+
+async def find_command(
+    bootstrap: str, topic: str, partitions: int, job_id: str, queued_at_us: int
+) -> JobCommand | None:
+    """The job's command on ``topic``, searched from the time it was queued; None if gone."""
+    partition = partition_for(job_id, partitions)
+    key = job_id.encode()
+    since_ms = queued_at_us // 1000 - SEEK_MARGIN_MS
+    until_ms = queued_at_us // 1000 + SCAN_WINDOW_MS
+    async with reader(bootstrap, f"retry-{job_id}") as consumer:
+        start = await consumer.offset_for_time(topic, partition, since_ms)
+        if start is None:
+            return None
+        _, high = await consumer.watermarks(topic, partition)
+        await consumer.assign([(topic, partition, start)])
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + SEARCH_TIMEOUT_S
+        while loop.time() < give_up:
+            for rec in await consumer.poll(500, 0.2):
+                if rec.key == key:
+                    try:
+                        command = decode(JobCommand, rec.value)
+                    except DecodeError as exc:
+                        log.warning("undecodable command at %s: %s", rec.where(), exc)
+                    else:
+                        return command
+                if rec.timestamp_ms > until_ms or rec.offset + 1 >= high:
+                    return None
+            if await consumer.position(topic, partition) >= high:
+                return None
+    raise ApiError(503, "kafka_unavailable", "the job's command could not be read in time; retry")

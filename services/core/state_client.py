@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import httpx
 
+from schemas.api import JobList, JobUnknown, QueueList, Removed
 from schemas.jobs import Priority
 from schemas.state import BatchSummary, JobState, JobStatus, PriorityQueue
 from services.core.errors import ApiError
@@ -72,8 +73,7 @@ class StateClient:
         """The job's state, or how far the aggregator has read the job's partition."""
         r = await self._get(f"/jobs/{quote(job_id, safe='')}")
         if r.status_code == 404:
-            applied = r.json().get("applied", {})
-            return Lookup(None, {int(p): int(o) for p, o in applied.items()})
+            return Lookup(None, JobUnknown.model_validate_json(r.content).applied)
         return Lookup(JobState.model_validate_json(r.content), {})
 
     async def jobs(
@@ -98,8 +98,8 @@ class StateClient:
                 "cursor": cursor,
             },
         )
-        body = r.json()
-        return [JobState.model_validate(j) for j in body["jobs"]], body["next_cursor"]
+        page = JobList.model_validate_json(r.content)
+        return page.jobs, page.next_cursor
 
     async def batch(self, batch_id: str) -> BatchSummary | None:
         r = await self._get(f"/batches/{quote(batch_id, safe='')}")
@@ -109,12 +109,12 @@ class StateClient:
 
     async def queues(self) -> list[PriorityQueue]:
         r = await self._get("/queues")
-        return [PriorityQueue.model_validate(q) for q in r.json()["queues"]]
+        return QueueList.model_validate_json(r.content).queues
 
     async def clean(self, older_than_s: float) -> int:
         """Remove finished jobs older than this from every instance; how many went."""
         r = await self._call("POST", "/clean", {"older_than_s": older_than_s})
-        return int(r.json()["removed"])
+        return Removed.model_validate_json(r.content).removed
 
     async def close(self) -> None:
         await self._http.aclose()

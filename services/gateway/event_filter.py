@@ -2,17 +2,17 @@
 
 A consumer may read an event twice (a producer retry, an attempt replayed after
 a crash). Events of one job are in order on one partition, so the highest event
-sent — ``(attempt, seq)`` for a run, ``seq`` for the ``queued`` events of
-attempt 0 — is all a stream needs to remember: anything at or below it is a
-duplicate. The event at the client's cursor (``Last-Event-ID``) is one the client
-has; it seeds that memory and is not sent again. A stream ends after a terminal
-event.
+sent is all a stream needs to remember: anything at or below it is a duplicate
+(the protocol's rule, ``schemas.rules.already_seen``, as the aggregator applies
+it). The event at the client's cursor (``Last-Event-ID``) is one the client has;
+it seeds that memory and is not sent again. A stream ends after a terminal event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from schemas.rules import NO_RUN_SEEN, NONE_SEEN, SUBMISSION_ATTEMPT, already_seen
 from services.gateway.stream_item import StreamItem
 
 
@@ -23,8 +23,8 @@ class EventFilter:
         self.after = -1 if after is None else after
         """Offsets at or below this are the client's already."""
         self.ended = False
-        self._queued = -1
-        self._run = (0, -1)
+        self._queued = NONE_SEEN
+        self._run = NO_RUN_SEEN
 
     def seed(self, item: StreamItem) -> None:
         """Remember ``item`` as sent (the event at the client's cursor)."""
@@ -46,13 +46,10 @@ class EventFilter:
 
     def _fresh(self, item: StreamItem) -> bool:
         """Whether ``item`` is newer than anything seen; if so, it is now the newest."""
-        if item.attempt == 0:
-            if item.seq <= self._queued:
-                return False
-            self._queued = item.seq
-            return True
-        ident = (item.attempt, item.seq)
-        if ident <= self._run:
+        if already_seen(item.attempt, item.seq, submission=self._queued, run=self._run):
             return False
-        self._run = ident
+        if item.attempt == SUBMISSION_ATTEMPT:
+            self._queued = item.seq
+        else:
+            self._run = (item.attempt, item.seq)
         return True

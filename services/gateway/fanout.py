@@ -29,7 +29,7 @@ import time
 from collections import deque
 
 from services.core.errors import KafkaError
-from services.core.kafka import Admin, Consumer, Record
+from services.core.kafka import Admin, KafkaClients, Record
 from services.core.metrics import STREAM_CONSUMER_LAG, STREAM_SLOW_CLIENTS_CUT
 from services.gateway.stream_item import StreamItem, item_of
 
@@ -143,7 +143,7 @@ class Fanout:
 
     def __init__(
         self,
-        bootstrap: str,
+        clients: KafkaClients,
         topic: str,
         admin: Admin,
         buffer_limit: int,
@@ -157,7 +157,7 @@ class Fanout:
         self._buffer_limit = buffer_limit
         self._recent_limit = recent
         self._recent: dict[int, deque[Record]] = {}
-        self._consumer = Consumer(bootstrap, f"{topic}-gateway-fanout")
+        self._consumer = clients.consumer(f"{topic}-gateway-fanout")
         self._positions: dict[int, int] = {}
         self._subs: dict[bytes, set[Subscription]] = {}
         self._reading_since_ms = float("inf")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.core.kafka import KafkaClients
 from services.core.runtime import Runtime, ServicePart
 from services.gateway.delivery import install_quiet_cut_offs
 from services.gateway.fanout import Fanout
@@ -22,7 +23,7 @@ def create(rt: Runtime) -> ServicePart:
     settings = rt.settings
     topic = settings.topics.tokens
     fanout = Fanout(
-        settings.kafka_bootstrap,
+        KafkaClients(settings.kafka_bootstrap),
         topic,
         rt.admin,
         settings.stream_buffer_events,

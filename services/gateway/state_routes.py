@@ -13,15 +13,15 @@ the tokens topic: an accepted job never reads as 404, it reads as queued.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from schemas.api import Cleaned, JobList, JobResult, QueueList
 from schemas.events import Queued
 from schemas.jobs import Priority
 from schemas.state import BatchSummary, JobState, JobStatus
+from services.core.access import Caller
 from services.core.auth import Principal, Role
 from services.core.errors import ApiError, KafkaError
 from services.core.http import JsonResponse, StrictJsonRoute
@@ -85,9 +85,6 @@ def make_state_router(rt: Runtime) -> APIRouter:
     _add_summary_routes(router, rt, principal)
     _add_admin_routes(router, rt, principal)
     return router
-
-
-Caller = Callable[[Request], Awaitable[Principal]]
 
 
 def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:

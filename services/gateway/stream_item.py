@@ -11,7 +11,7 @@ import logging
 
 import orjson
 
-from schemas.events import TERMINAL_EVENT_TYPES
+from schemas.rules import TERMINAL_EVENT_TYPES
 from services.core.errors import DecodeError
 from services.core.kafka import Record
 from services.core.metrics import POISON_RECORDS

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter, OrderedDict
-from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Request
 
 from schemas.api import BatchAccepted, BatchInstruction
 from schemas.control import CancelBatch, Control, PauseBatch, ResumeBatch
 from schemas.jobs import JobRequest
+from services.core.access import Caller
 from services.core.auth import Principal
 from services.core.errors import ApiError
 from services.core.http import JsonResponse
@@ -84,16 +84,15 @@ class BatchOwners:
         return self._owners.get(batch_id)
 
 
-Who = Callable[[Request], Awaitable[Principal]]
-
-
-def add_batch_routes(router: APIRouter, rt: Runtime, principal: Who) -> None:
+def add_batch_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
     owners = BatchOwners()
     _add_submit_route(router, rt, principal, owners)
     _add_control_routes(router, rt, principal, owners)
 
 
-def _add_submit_route(router: APIRouter, rt: Runtime, principal: Who, owners: BatchOwners) -> None:
+def _add_submit_route(
+    router: APIRouter, rt: Runtime, principal: Caller, owners: BatchOwners
+) -> None:
     settings = rt.settings
     topics = settings.topics
 
@@ -147,7 +146,7 @@ def _add_submit_route(router: APIRouter, rt: Runtime, principal: Who, owners: Ba
 
 
 def _add_control_routes(
-    router: APIRouter, rt: Runtime, principal: Who, owners: BatchOwners
+    router: APIRouter, rt: Runtime, principal: Caller, owners: BatchOwners
 ) -> None:
     topics = rt.settings.topics
 

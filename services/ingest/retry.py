@@ -16,27 +16,24 @@ last attempt would fail again at once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from schemas.api import JobRetried
 from schemas.commands import JobCommand
 from schemas.events import Queued
+from schemas.rules import SUBMISSION_ATTEMPT
 from schemas.state import JobState, JobStatus
+from services.core.access import Caller
 from services.core.auth import Principal
-from services.core.errors import ApiError, DecodeError
+from services.core.errors import ApiError
 from services.core.http import JsonResponse
 from services.core.ids import job_id_ms, now_us
-from services.core.job_log import SEEK_MARGIN_MS, TopicPartitions
-from services.core.kafka import Consumer
+from services.core.job_log import TopicPartitions, find_command
 from services.core.openapi import error_responses, job_links
-from services.core.partitioner import partition_for
 from services.core.path_ids import JobId
 from services.core.runtime import Runtime
-from services.core.serde import decode
 from services.ingest.submit import Submission, bounded, publish
 
 log = logging.getLogger(__name__)
@@ -44,10 +41,6 @@ log = logging.getLogger(__name__)
 RETRYABLE = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
 MAX_ATTEMPTS = 50
 """``JobRequest.max_attempts``'s upper bound."""
-SCAN_WINDOW_MS = 120_000
-"""A command is produced within the submit bound (``submit_timeout_s`` ≤ 60 s) of its
-``queued`` event; twice that past it, the search stops."""
-SEARCH_TIMEOUT_S = 10.0
 
 
 def retry_submission(state: JobState, original: JobCommand, now: int) -> Submission:
@@ -67,7 +60,7 @@ def retry_submission(state: JobState, original: JobCommand, now: int) -> Submiss
     )
     queued = Queued(
         job_id=original.job_id,
-        attempt=0,
+        attempt=SUBMISSION_ATTEMPT,
         seq=state.submissions + 1,
         ts=now,
         worker_id="ingest",
@@ -81,43 +74,7 @@ def retry_submission(state: JobState, original: JobCommand, now: int) -> Submiss
     return Submission(queued, command)
 
 
-async def find_command(
-    bootstrap: str, topic: str, partitions: int, job_id: str, queued_at_us: int
-) -> JobCommand | None:
-    """The job's command on ``topic``, searched from the time it was queued; None if gone."""
-    partition = partition_for(job_id, partitions)
-    key = job_id.encode()
-    since_ms = queued_at_us // 1000 - SEEK_MARGIN_MS
-    until_ms = queued_at_us // 1000 + SCAN_WINDOW_MS
-    async with Consumer(
-        bootstrap, f"tokenrelay-retry-{job_id}", **{"enable.partition.eof": False}
-    ) as consumer:
-        start = await consumer.offset_for_time(topic, partition, since_ms)
-        if start is None:
-            return None
-        _, high = await consumer.watermarks(topic, partition)
-        await consumer.assign([(topic, partition, start)])
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + SEARCH_TIMEOUT_S
-        while loop.time() < give_up:
-            for rec in await consumer.poll(500, 0.2):
-                if rec.key == key:
-                    try:
-                        command = decode(JobCommand, rec.value)
-                    except DecodeError as exc:
-                        log.warning("undecodable command at %s: %s", rec.where(), exc)
-                    else:
-                        return command
-                if rec.timestamp_ms > until_ms or rec.offset + 1 >= high:
-                    return None
-            if await consumer.position(topic, partition) >= high:
-                return None
-    raise ApiError(503, "kafka_unavailable", "the job's command could not be read in time; retry")
-
-
-def add_retry_route(
-    router: APIRouter, rt: Runtime, principal: Callable[[Request], Awaitable[Principal]]
-) -> None:
+def add_retry_route(router: APIRouter, rt: Runtime, principal: Caller) -> None:
     topics = rt.settings.topics
     partitions = TopicPartitions(rt.admin)
 

@@ -25,6 +25,7 @@ from schemas.commands import JobCommand
 from schemas.control import Control, control_key
 from schemas.events import Queued
 from schemas.jobs import FAKE_DEFAULT_MAX_TOKENS, FakeProviderOptions, JobRequest
+from schemas.rules import FIRST_ATTEMPT, SUBMISSION_ATTEMPT
 from services.core.errors import ApiError, KafkaError
 from services.core.http import kafka_unavailable
 from services.core.kafka import MAX_RECORD_BYTES, Delivered, Producer
@@ -90,7 +91,7 @@ def new_submission(
     default_out = FAKE_DEFAULT_MAX_TOKENS if provider == "fake" else ESTIMATE_OUTPUT_TOKENS
     queued = Queued(
         job_id=job_id,
-        attempt=0,
+        attempt=SUBMISSION_ATTEMPT,
         seq=0,
         ts=now,
         worker_id="ingest",
@@ -104,7 +105,7 @@ def new_submission(
     command = JobCommand(
         job_id=job_id,
         tenant=tenant,
-        attempt=1,
+        attempt=FIRST_ATTEMPT,
         submitted_at=now,
         batch_id=batch_id,
         provider=provider,

@@ -2,8 +2,8 @@
 
 ``run_attempt`` knows nothing of Kafka: it calls ``emit`` for ``started`` and
 each ``token`` and returns the terminal event, so that unit tests drive it with
-a list and the runner with the producer and its transactions. Events are
-numbered from ``seq`` 0 (``started``).
+a list and the runner with the producer and its transactions. Its events are
+built (and numbered from ``seq`` 0, ``started``) by ``events.AttemptEvents``.
 """
 
 from __future__ import annotations
@@ -22,43 +22,21 @@ import orjson
 from schemas.commands import JobCommand
 from schemas.control import Cancel, CancelBatch
 from schemas.events import (
-    Cancelled,
-    Completed,
     ErrorKind,
-    Failed,
     JobEvent,
     Percentiles,
-    Started,
-    Token,
     Usage,
 )
 from schemas.jobs import ResponseFormat
 from services.core.ids import now_us
 from services.core.prices import Prices
 from services.core.stats import percentile
+from services.worker.events import AttemptEvents
 from services.worker.providers.base import Provider, ProviderError
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[JobEvent], Awaitable[None]]
-
-
-class AttemptEvents:
-    """Builds the events of one attempt with the shared fields and a running ``seq``."""
-
-    def __init__(self, command: JobCommand, worker_id: str) -> None:
-        self._common = {
-            "job_id": command.job_id,
-            "attempt": command.attempt,
-            "worker_id": worker_id,
-            "tenant": command.tenant,
-        }
-        self._seq = 0
-
-    def fields(self) -> dict[str, Any]:
-        out = {**self._common, "seq": self._seq, "ts": now_us()}
-        self._seq += 1
-        return out
 
 
 def _ms(seconds: float) -> float:
@@ -106,7 +84,7 @@ async def _stream(
                         out.first = now
                     out.arrivals.append(now)
                     out.parts.append(chunk.text)
-                    await emit(Token(**ev.fields(), text=chunk.text, index=len(out.parts)))
+                    await emit(ev.token(chunk.text, len(out.parts)))
                 if chunk.finish_reason is not None:
                     out.finish = chunk.finish_reason
                 if chunk.usage is not None:
@@ -149,11 +127,10 @@ async def run_attempt(
     ev = AttemptEvents(command, worker_id)
     started_us = now_us()
     await emit(
-        Started(
-            **ev.fields(),
-            model=command.model,
-            provider=provider.name,
-            queue_wait_ms=max(0.0, (started_us - queue_since_us(command)) / 1000),
+        ev.started(
+            command.model,
+            provider.name,
+            max(0.0, (started_us - queue_since_us(command)) / 1000),
         )
     )
     t0 = time.monotonic()
@@ -161,24 +138,22 @@ async def run_attempt(
     try:
         work = _stream(command, provider, emit, ev, progress)
         if await _until_cancelled(work, cancel or asyncio.Event()):
-            return cancelled_event(ev, cancelled_by(), tokens=len(progress.parts))
+            return ev.cancelled(cancelled_by(), tokens=len(progress.parts))
         content = "".join(progress.parts)
         parsed = (
             _parse_json(content) if command.request.response_format is ResponseFormat.JSON else None
         )
     except TimeoutError:
-        return Failed(
-            **ev.fields(),
-            error_kind=ErrorKind.TIMEOUT,
+        return ev.failed(
+            ErrorKind.TIMEOUT,
+            f"the job ran longer than timeout_s={command.request.timeout_s}",
             retryable=True,
-            message=f"the job ran longer than timeout_s={command.request.timeout_s}",
             tokens=len(progress.parts),
         )
     except ProviderError as exc:
-        return Failed(
-            **ev.fields(),
-            error_kind=exc.kind,
-            message=exc.message,
+        return ev.failed(
+            exc.kind,
+            exc.message,
             retryable=exc.retryable,
             retry_after_s=exc.retry_after_s,
             tokens=len(progress.parts),
@@ -187,8 +162,7 @@ async def run_attempt(
     first, parts = progress.first, progress.parts
     usage = progress.usage or Usage(prompt_tokens=0, completion_tokens=len(parts))
     gen_time = duration - ((first - t0) if first is not None else 0.0)
-    return Completed(
-        **ev.fields(),
+    return ev.completed(
         content=content,
         parsed=parsed,
         finish_reason=progress.finish,
@@ -209,14 +183,3 @@ async def run_attempt(
 def queue_since_us(command: JobCommand) -> int:
     """When the job became runnable: its submission, or a retry's ``not_before``."""
     return max(command.submitted_at, command.not_before or 0)
-
-
-def cancelled_event(
-    ev: AttemptEvents, cancel: Cancel | CancelBatch | None, tokens: int = 0
-) -> Cancelled:
-    return Cancelled(
-        **ev.fields(),
-        by=cancel.by if cancel else "unknown",
-        reason=cancel.reason if cancel else None,
-        tokens=tokens,
-    )

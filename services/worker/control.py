@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from schemas.commands import JobCommand
 from schemas.control import Cancel, CancelBatch, Control, PauseBatch, ResumeBatch, parse_control
 from services.core.errors import KafkaError
-from services.core.kafka import Consumer, Record
+from services.core.kafka import KafkaClients, Record
 
 log = logging.getLogger(__name__)
 
@@ -153,11 +153,13 @@ def _describe(control: Control) -> str:
 
 
 class ControlListener:
-    def __init__(self, bootstrap: str, topic: str, registry: ControlRegistry, name: str) -> None:
+    def __init__(
+        self, clients: KafkaClients, topic: str, registry: ControlRegistry, name: str
+    ) -> None:
         self.topic = topic
         self.registry = registry
         self.caught_up = asyncio.Event()
-        self._consumer = Consumer(bootstrap, f"tokenrelay-control-{name}")
+        self._consumer = clients.consumer(f"tokenrelay-control-{name}")
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, partitions: int) -> None:

@@ -36,19 +36,18 @@ from typing import Any
 
 from schemas.commands import JobCommand
 from schemas.dead_letter import DeadLetter
-from schemas.events import Completed, ErrorKind, Failed, JobEvent
+from schemas.events import Completed, ErrorKind, JobEvent
 from schemas.jobs import Priority
 from services.core.errors import DecodeError
 from services.core.ids import now_us
 from services.core.kafka import (
     Committed,
-    Consumer,
     Delivered,
+    KafkaClients,
     OutRecord,
     Producer,
     Record,
     TopicPartition,
-    TransactionalProducer,
 )
 from services.core.metrics import (
     DEAD_LETTERS,
@@ -62,14 +61,15 @@ from services.core.metrics import (
 from services.core.prices import Prices, load_prices
 from services.core.serde import decode, encode
 from services.core.settings import Settings
-from services.worker.attempt import AttemptEvents, cancelled_event, queue_since_us, run_attempt
+from services.worker.attempt import queue_since_us, run_attempt
 from services.worker.committer import Committer, NotOwnedError
 from services.worker.control import Action, ControlListener, ControlRegistry
+from services.worker.events import AttemptEvents, unreadable_command
 from services.worker.offsets import OffsetLedger
 from services.worker.providers.base import Provider
 from services.worker.rate_limit import RateLimiter
 from services.worker.scheduling import DelayQueue, HeldJobs, ReadyQueue
-from services.worker.settlement import RetryPolicy, settlement, unreadable_command
+from services.worker.settlement import RetryPolicy, settlement
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,9 @@ class WorkerRunner:
         producer: Producer,
         providers: dict[str, Provider],
         prices: Prices | None = None,
+        clients: KafkaClients | None = None,
     ) -> None:
+        clients = clients or KafkaClients(settings.kafka_bootstrap)
         self.settings = settings
         self.producer = producer
         self.providers = providers
@@ -112,13 +114,10 @@ class WorkerRunner:
         self._priority_of = {self.topics.jobs[p]: p for p in Priority}
         self._retry_policy = RetryPolicy(settings.retry_base_s, settings.retry_max_s)
         self.control = ControlListener(
-            settings.kafka_bootstrap, self.topics.control, self.controls, settings.worker_id
+            clients, self.topics.control, self.controls, settings.worker_id
         )
-        self._txn = TransactionalProducer(
-            settings.kafka_bootstrap, f"{self.topics.prefix}.worker.{settings.worker_id}"
-        )
-        self._consumer = Consumer(
-            settings.kafka_bootstrap,
+        self._txn = clients.transactional(f"{self.topics.prefix}.worker.{settings.worker_id}")
+        self._consumer = clients.consumer(
             settings.worker_group,
             **{
                 "client.id": settings.worker_id,
@@ -376,21 +375,19 @@ class WorkerRunner:
         cancel = self.controls.cancel_for(command)
         if cancel is not None:
             log.info("job %s was cancelled while queued; not started", command.job_id)
-            return cancelled_event(events, cancel)
+            return events.cancelled(cancel)
         if command.attempt > command.request.max_attempts:
-            return Failed(
-                **events.fields(),
-                error_kind=ErrorKind.INTERNAL,
+            return events.failed(
+                ErrorKind.INTERNAL,
+                f"the job's worker was lost {command.attempt - 1} times",
                 retryable=False,
-                message=f"the job's worker was lost {command.attempt - 1} times",
             )
         provider = self.providers.get(command.provider)
         if provider is None:
-            return Failed(
-                **events.fields(),
-                error_kind=ErrorKind.INVALID_REQUEST,
+            return events.failed(
+                ErrorKind.INVALID_REQUEST,
+                f"provider {command.provider!r} is not configured on this worker",
                 retryable=False,
-                message=f"provider {command.provider!r} is not configured on this worker",
             )
         estimate = _estimated_tokens(command)
         waited = await self.limiter.acquire(command.model, estimate)

@@ -7,26 +7,24 @@ on the DLQ when its attempts ran out or the failure was internal.
 
 A command that cannot be read at all goes to the DLQ too, and when its key
 names a job, that job ends with ``failed`` (``invalid_command``) beside the
-letter (``unreadable_command``), so no accepted job waits for ever.
+letter (``events.unreadable_command``), so no accepted job waits for ever.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from schemas.commands import JobCommand
 from schemas.dead_letter import DeadLetter
-from schemas.events import ErrorKind, Failed, JobEvent, Retrying
-from services.core.ids import is_issued_id, now_us
+from schemas.events import ErrorKind, Failed, JobEvent
+from services.core.ids import now_us
 from services.core.kafka import OutRecord
 from services.core.metrics import DEAD_LETTERS, RETRIES
 from services.core.serde import encode
 from services.core.settings import Topics
 from services.worker.backoff import Outcome, decide
+from services.worker.events import retrying
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +52,7 @@ def settlement(
     )
     if decision.outcome is Outcome.RETRY:
         not_before = now_us() + int(decision.delay_s * 1e6)
-        retrying = Retrying(
-            **terminal.model_dump(
-                include={"job_id", "attempt", "seq", "ts", "worker_id", "tenant"}
-            ),
-            error_kind=terminal.error_kind,
-            message=terminal.message,
-            not_before=not_before,
-            next_attempt=command.attempt + 1,
-        )
+        handed_on = retrying(terminal, not_before)
         again = command.model_copy(
             update={"attempt": command.attempt + 1, "not_before": not_before}
         )
@@ -76,7 +66,7 @@ def settlement(
             decision.delay_s,
         )
         return [
-            OutRecord(topics.tokens, key, encode(retrying)),
+            OutRecord(topics.tokens, key, encode(handed_on)),
             OutRecord(topics.retry, key, encode(again)),
         ]
     out = [OutRecord(topics.tokens, key, encode(terminal))]
@@ -91,39 +81,3 @@ def settlement(
         )
         out.append(OutRecord(topics.dlq, key, encode(letter)))
     return out
-
-
-def unreadable_command(
-    key: bytes | None, raw: bytes | None, error: str, worker_id: str
-) -> Failed | None:
-    """The terminal event of the job a poison command names, when its key is a job id.
-
-    The tenant and attempt are taken from the value where it still shows them
-    (a command that parses as JSON but breaks the schema); else attempt 1 and no
-    tenant (the job's state keeps the tenant its ``queued`` event gave it).
-    """
-    job_id = (key or b"").decode("utf-8", "replace")
-    if not is_issued_id(job_id):
-        return None
-    fields = _loose_fields(raw)
-    attempt = fields.get("attempt")
-    tenant = fields.get("tenant")
-    return Failed(
-        job_id=job_id,
-        attempt=attempt if isinstance(attempt, int) and 1 <= attempt <= 1000 else 1,
-        seq=0,
-        ts=now_us(),
-        worker_id=worker_id,
-        tenant=tenant if isinstance(tenant, str) and len(tenant) <= 200 else "",
-        error_kind=ErrorKind.INVALID_COMMAND,
-        message=f"the job's command cannot be read: {error[:500]}",
-        retryable=False,
-    )
-
-
-def _loose_fields(raw: bytes | None) -> dict[str, Any]:
-    try:
-        value = orjson.loads(raw or b"")
-    except orjson.JSONDecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

@@ -20,8 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core.local_kafka import LocalBroker, throwaway_broker
 from services.core.settings import Settings
+from services.localdev.kafka import LocalBroker, throwaway_broker
 from tests.conftest import ALICE
 from tests.support.aggregators import with_aggregator_port
 from tests.support.faults import (

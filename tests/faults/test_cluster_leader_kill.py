@@ -21,8 +21,8 @@ import confluent_kafka.admin as ck_admin
 import httpx
 import pytest
 
-from services.core.local_kafka import LocalCluster
 from services.core.settings import Settings
+from services.localdev.kafka import LocalCluster
 from tests.conftest import ALICE
 from tests.support.aggregators import with_aggregator_port
 from tests.support.faults import (

@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core.local_kafka import LocalBroker, free_port, throwaway_broker
 from services.core.settings import Settings
+from services.localdev.kafka import LocalBroker, free_port, throwaway_broker
 from tests.support.aggregators import with_aggregator_port
 from tests.support.faults import (
     WatchedJobs,

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from schemas.events import TERMINAL_EVENT_TYPES
-from services.core.local_kafka import free_port
+from schemas.rules import TERMINAL_EVENT_TYPES
 from services.core.settings import Settings
+from services.localdev.kafka import free_port
 from tests.conftest import ALICE
 from tests.support.gateways import gateway_process
 from tests.support.sse import SseEvent, SseParser, read_events

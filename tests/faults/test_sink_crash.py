@@ -28,8 +28,8 @@ import httpx
 import pytest
 
 from schemas.events import Completed, JobEvent
-from services.core.local_kafka import free_port
 from services.core.settings import Settings
+from services.localdev.kafka import free_port
 from tests.conftest import ALICE, BOB
 from tests.support.analytics import (
     SinkOffsets,

@@ -22,8 +22,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.core.local_kafka import alive, free_port
 from services.core.settings import Settings
+from services.localdev.kafka import alive, free_port
 from tests.support.workers import settings_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from schemas.events import TERMINAL_EVENT_TYPES
+from schemas.rules import TERMINAL_EVENT_TYPES
 from tests.support.jobs import submit
 from tests.support.topic_reader import by_job, events_reader, of_type
 from tests.support.workers import two_workers_and_ingest

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from services.core.local_kafka import free_port
 from services.core.settings import Settings
+from services.localdev.kafka import free_port
 from tests.support.stack import running
 from tests.support.workers import ChildProcess, child_process, settings_env
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from services.core.local_kafka import throwaway_broker
 from services.core.settings import Settings
+from services.localdev.kafka import throwaway_broker
 
 
 class BrokerSource(StrEnum):

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 
-from schemas.events import TERMINAL_EVENT_TYPES, JobEvent
-from services.core.local_kafka import free_port
+from schemas.events import JobEvent
+from schemas.rules import TERMINAL_EVENT_TYPES
 from services.core.settings import Settings
+from services.localdev.kafka import free_port
 from tests.conftest import ALICE
 from tests.support.aggregators import aggregator_process
 from tests.support.jobs import submit

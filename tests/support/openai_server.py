@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from services.core.local_kafka import free_port
+from services.localdev.kafka import free_port
 
 REPLY = ["Hello", ",", " world", "!", " Kafka", " keeps", " every", " token", "."]
 RETRY_AFTER_S = 7

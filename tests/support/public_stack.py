@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from services.core.local_kafka import free_port
 from services.core.settings import Settings
+from services.localdev.kafka import free_port
 from tests.support.aggregators import aggregator_process, with_aggregator_port
 from tests.support.analytics import analytics_process
 from tests.support.stack import running

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from services.core.local_kafka import free_port
 from services.core.settings import Settings
+from services.localdev.kafka import free_port
 from services.serve import serving_in_thread
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from services.core.local_kafka import free_port
+from services.localdev.kafka import free_port
 
 VERSION = "v2.12.0"
 MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"

@@ -15,51 +15,14 @@ from pathlib import Path
 
 import httpx
 
-from services.core.local_kafka import free_port
-from services.core.settings import Settings
-from services.core.settings import settings_env as core_settings_env
+from services.core.settings import Settings, child_env
+from services.localdev.kafka import free_port
 from tests.support.stack import running
-
-PASSED_ON = (
-    "kafka_bootstrap",
-    "topic_prefix",
-    "topic_partitions",
-    "replication_factor",
-    "worker_group",
-    "api_keys",
-    "fake_tokens_per_s",
-    "worker_concurrency",
-    "worker_session_timeout_ms",
-    "worker_grace_s",
-    "retry_base_s",
-    "retry_max_s",
-    "priority_aging_s",
-    "state_store",
-    "state_tick_s",
-    "aggregator_url",
-    "stream_buffer_events",
-    "stream_token_ttl_s",
-    "prices",
-    "analytics_group",
-    "clickhouse_database",
-    "sink_batch_records",
-    "sink_flush_s",
-    "sink_session_timeout_ms",
-    "sql_max_rows",
-    "sql_timeout_s",
-    "analytics_max_rows",
-    "analytics_timeout_s",
-    "analytics_rate_per_min",
-    "max_body_bytes",
-    "batch_max_jobs",
-)
-"""Settings a child gets from the test's. Not ``clickhouse_url``: chDB allows one data
-directory per process, so a child keeps its own (``<its data dir>/chdb`` by default)."""
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The child's ``TOKENRELAY_*`` variables; a setting left None keeps its default."""
-    return core_settings_env(settings, [n for n in PASSED_ON if getattr(settings, n) is not None])
+    return child_env(settings)
 
 
 @dataclass

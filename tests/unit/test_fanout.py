@@ -7,9 +7,11 @@ import time
 
 import orjson
 
-from services.core.kafka import Admin, Record
+from services.core.kafka import Admin, KafkaClients, Record
+from services.core.partitioner import partition_for
 from services.gateway.fanout import Fanout, Subscription
 from services.gateway.stream_item import StreamItem
+from tests.support.memory_kafka import MemoryKafka
 
 TOPIC = "t.tokens"
 
@@ -20,7 +22,7 @@ def record(partition: int, offset: int, job: str, seq: int, type_: str = "token"
 
 
 def fanout(limit: int = 100) -> Fanout:
-    f = Fanout("127.0.0.1:1", TOPIC, Admin("127.0.0.1:1"), limit)
+    f = Fanout(KafkaClients("127.0.0.1:1"), TOPIC, Admin("127.0.0.1:1"), limit)
     f.assigned({0: 100, 1: 50})
     return f
 
@@ -99,7 +101,7 @@ async def test_a_heartbeat_is_due_only_for_a_quiet_stream() -> None:
 
 async def test_a_job_younger_than_the_fan_out_is_found_in_its_memory_at_once() -> None:
     """Memory that holds every record since reading began holds all of a younger job's."""
-    f = Fanout("127.0.0.1:1", TOPIC, Admin("127.0.0.1:1"), 100, recent=3)
+    f = Fanout(KafkaClients("127.0.0.1:1"), TOPIC, Admin("127.0.0.1:1"), 100, recent=3)
     f.assigned({0: 100})
     job_ms = int(time.time() * 1000) + 5_000  # a job created after the fan-out began reading
     first = record(0, 100, "a", 0, "queued")._replace(timestamp_ms=job_ms)
@@ -119,3 +121,42 @@ async def test_waiting_for_the_next_dispatch() -> None:
     await asyncio.sleep(0)
     f.dispatch([record(0, 100, "a", 1)])
     assert await waiter
+
+
+async def test_the_running_fan_out_reads_from_the_live_end_and_says_when_it_cannot_read() -> None:
+    """The fan-out's loop over an in-memory topic: live records reach the job's stream in
+    order; while polls fail ``ready`` names the problem, and nothing is lost meanwhile."""
+    kafka = MemoryKafka(partitions=2)
+    kafka.create(TOPIC)
+    kafka.append(TOPIC, "a", record(0, 0, "a", 0, "queued").value)  # before: not live
+    f = Fanout(kafka, TOPIC, kafka.admin(), 100)  # type: ignore[arg-type]
+    await f.start()
+    try:
+        assert await f.ready() is None
+        partition = partition_for(b"a", 2)
+        sub = f.subscribe(b"a", partition, asyncio.get_running_loop().create_future())
+        assert sub.live_from == 1, "the stream goes live where the fan-out reads: the topic's end"
+        producer = kafka.producer()
+        sent = [
+            (seq, (await producer.send(TOPIC, "a", record(0, 0, "a", seq).value)).offset)  # type: ignore[arg-type]
+            for seq in (1, 2)
+        ]
+        await producer.send(TOPIC, "z", record(0, 0, "z", 1).value)  # type: ignore[arg-type]
+        got: list[StreamItem] = []
+        while len(got) < 2:
+            await asyncio.wait_for(sub.wait(), 2)
+            got += sub.take()
+        assert [(i.seq, i.offset) for i in got] == sent == [(1, 1), (2, 2)]
+
+        kafka.fail_polls(1)
+        async with asyncio.timeout(5):
+            while (problem := await f.ready()) is None:
+                await kafka.wait_for_growth(0.01)
+        assert problem is not None and "all brokers down" in problem
+        third = await producer.send(TOPIC, "a", record(0, 0, "a", 3).value)  # type: ignore[arg-type]
+        async with asyncio.timeout(5):
+            while await f.ready() is not None or not sub.woken:
+                await kafka.wait_for_growth(0.05)
+        assert [(i.seq, i.offset) for i in sub.take()] == [(3, third.offset)]
+    finally:
+        await f.stop()

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from services.core.logs import RepeatFilter
-from services.supervisor import RestartPolicy
+from services.localdev.supervisor import RestartPolicy
 
 
 def test_backoff_grows_then_gives_up_within_the_window() -> None:

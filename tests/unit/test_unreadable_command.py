@@ -6,7 +6,7 @@ import orjson
 
 from schemas.events import ErrorKind
 from services.core.ids import new_job_id
-from services.worker.settlement import unreadable_command
+from services.worker.events import unreadable_command
 
 
 def test_a_job_id_key_gets_a_terminal_failure_with_what_the_value_still_shows() -> None:

@@ -12,6 +12,8 @@ Everything else uses the small clients of this package:
   never committed automatically: callers commit what they have finished.
 * ``TransactionalProducer`` — records and consumer offsets committed together.
 * ``Admin`` — topic creation (harmless when they exist), group and cluster checks.
+* ``KafkaClients`` — makes the four for one cluster: the seam where fast tests hand
+  the worker, fan-out and sink an in-memory stand-in instead.
 * ``probe.Probe`` — whether Kafka answers, checked in the background so that
   ``/readyz`` and submissions know at once (``probe`` is imported by path).
 
@@ -19,6 +21,7 @@ Errors become ``services.core.errors`` types, decided on ``KafkaError.code()``.
 """
 
 from services.core.kafka.admin import Admin
+from services.core.kafka.clients import KafkaClients
 from services.core.kafka.common import (
     MAX_RECORD_BYTES,
     RECORD_LIMIT_BYTES,
@@ -45,6 +48,7 @@ __all__ = [
     "Committed",
     "Consumer",
     "Delivered",
+    "KafkaClients",
     "OffsetCommit",
     "OutRecord",
     "Producer",

@@ -128,7 +128,6 @@ class Producer:
                 await asyncio.to_thread(self._poller.join)
             self._producer = None
 
-
     def _settle_all(self) -> None:
         """On the loop: complete every queued delivery.
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.core.local_kafka import free_port
+from services.localdev.kafka import free_port
 from tests.conftest import ALICE
 from tests.support.gateways import gateway_process
 from tests.support.jobs import submit

@@ -17,8 +17,9 @@ import pytest
 
 from schemas.commands import JobCommand
 from schemas.control import CancelBatch, PauseBatch, ResumeBatch
-from schemas.events import TERMINAL_EVENT_TYPES, JobEvent
+from schemas.events import JobEvent
 from schemas.jobs import Priority
+from schemas.rules import TERMINAL_EVENT_TYPES
 from schemas.state import JobState, JobStatus
 from services.core.ids import now_us
 from services.core.kafka import Consumer, Producer

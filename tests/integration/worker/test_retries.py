@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from schemas.events import TERMINAL_EVENT_TYPES
+from schemas.rules import TERMINAL_EVENT_TYPES
 from tests.support.jobs import submit
 from tests.support.stack import running
 from tests.support.topic_reader import by_job, dlq_reader, events_reader, of_type

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from schemas.events import TERMINAL_EVENT_TYPES
+from schemas.rules import TERMINAL_EVENT_TYPES
 from services.core.kafka import Consumer
 from tests.support.jobs import submit
 from tests.support.topic_reader import events_reader, of_type

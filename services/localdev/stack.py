@@ -5,7 +5,7 @@ answers, then one process for the public face (ingest + gateway + analytics, whi
 owns the embedded ClickHouse), one worker process and one aggregator (job state),
 waits until ``/readyz`` of the public face and of the aggregator say the stack can
 take, run and report a job, prints the URLs and the dev API key. A child that
-exits is restarted with backoff (``services.supervisor``), the broker it started
+exits is restarted with backoff (``services.localdev.supervisor``), the broker it started
 too; a part that keeps crashing stops the stack with its name and log. On
 Ctrl-C or SIGTERM it stops what it started, broker included, in reverse order.
 """
@@ -22,9 +22,9 @@ import httpx
 from rich.console import Console
 
 from services.core.auth import parse_api_keys
-from services.core.local_kafka import LocalCluster, port_open, split_bootstrap, stored_size
 from services.core.settings import Settings
-from services.supervisor import Child, CrashLoopError, RestartPolicy, Supervisor
+from services.localdev.kafka import LocalCluster, port_open, split_bootstrap, stored_size
+from services.localdev.supervisor import Child, CrashLoopError, RestartPolicy, Supervisor
 
 console = Console(stderr=True)
 READY_TIMEOUT_S = 120.0
