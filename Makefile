@@ -16,9 +16,11 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# Tools the fault tests drive, built outside the repo (~/.cache/tokenrelay/tools) like the Kafka jars.
+# Tools the tests drive, built outside the repo (~/.cache/tokenrelay/tools) like the Kafka jars:
+# toxiproxy for the fault tests; kubeconform and the core and CRD schemas for tests/deploy.
 tools: install
 	@$(PY) -m tests.support.toxiproxy >/dev/null
+	@$(PY) -m tests.support.deploy_tools
 
 up: install
 	@$(VENV)/bin/tokenrelay up
@@ -29,7 +31,7 @@ test: install tools
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check services schemas tests bench
+	$(VENV)/bin/ruff check services schemas tests bench deploy
 	$(VENV)/bin/mypy
 
 schemas: install

@@ -338,7 +338,9 @@ class Settings(
 ):
     """Everything configurable (``docs/configuration.md``)."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # An empty variable counts as unset (compose's `${OPENAI_API_KEY:-}`, an optional Secret
+    # key): it must not enable the openai provider with an empty key.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     @field_validator("log_level")
     @classmethod

@@ -24,7 +24,8 @@ Every part reads the same environment variables, once, at start
 (`services/core/settings.py`); this page is generated from that module by
 `make docs` (`python -m services.core.settings_doc`), and a test fails when it
 is stale. Variables are grouped by the part they configure; a process ignores
-the ones of parts it does not run.
+the ones of parts it does not run. A variable set to the empty string counts as
+unset: the setting keeps its default.
 """
 
 

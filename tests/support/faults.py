@@ -81,8 +81,6 @@ async def seconds_until(
     return seen
 
 
-
-
 @contextmanager
 def three_parts(settings: Settings, log_dir: Path) -> Iterator[dict[str, ChildProcess]]:
     """The aggregator, a worker and the public face, each its own process, all ready."""
