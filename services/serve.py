@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from importlib.metadata import version
+from types import FrameType
 
 import httpx
 import uvicorn
@@ -32,7 +33,7 @@ from services.core.http import (
     health_router,
     install_error_handlers,
 )
-from services.core.kafka import Admin, Producer
+from services.core.kafka import Admin, KafkaClients
 from services.core.kafka.probe import Probe, kafka_answers, workers_in_group
 from services.core.prices import load_prices
 from services.core.runtime import Runtime, ServicePart
@@ -62,7 +63,9 @@ def probes_for(admin: Admin, settings: Settings, names: list[str]) -> list[Probe
     return probes
 
 
-async def _ensure_topics_with_retry(settings: Settings) -> None:
+async def _ensure_topics_with_retry(settings: Settings, stop_asked: Callable[[], bool]) -> None:
+    """Wait for Kafka (``STARTUP_TIMEOUT_S`` at most) and create the topics; give up at once
+    when the process is asked to stop meanwhile (SIGTERM during a long wait)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + STARTUP_TIMEOUT_S
     while True:
@@ -70,10 +73,12 @@ async def _ensure_topics_with_retry(settings: Settings) -> None:
             await ensure_topics(settings)
             return
         except KafkaError as exc:
-            if loop.time() > deadline:
+            if loop.time() > deadline or stop_asked():
                 raise
             log.warning("waiting for kafka at %s: %s", settings.kafka_bootstrap, exc)
             await asyncio.sleep(1.0)
+            if stop_asked():
+                raise
 
 
 def _lifespan(
@@ -82,8 +87,10 @@ def _lifespan(
     """Topics, probes and the producer first; the parts in order; all stopped in reverse."""
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await _ensure_topics_with_retry(rt.settings)
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await _ensure_topics_with_retry(
+            rt.settings, lambda: getattr(app.state, "stop_asked", False)
+        )
         for probe in probes:
             probe.start()
         rt.producer.start()
@@ -111,11 +118,13 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
     unknown = [n for n in names if n not in SERVICES]
     if unknown or not names:
         raise ConfigError(f"services are {', '.join(SERVICES)}; got {', '.join(names) or 'none'}")
-    admin = Admin(settings.kafka_bootstrap)
+    clients = KafkaClients.of(settings)
+    admin = clients.admin()
     probes = probes_for(admin, settings, names)
     rt = Runtime(
         settings=settings,
-        producer=Producer(settings.kafka_bootstrap, **{"client.id": settings.worker_id}),
+        clients=clients,
+        producer=clients.producer(**{"client.id": settings.worker_id}),
         admin=admin,
         access=Access(settings),
         state=StateClient(settings.aggregator_url),
@@ -177,6 +186,14 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self._settle_gc = settle_gc
         """Whether this server is its process's reason to be (not a test's background stack)."""
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # uvicorn does not interrupt a start-up in progress: tell the lifespan, which may
+        # be waiting for Kafka, that nobody wants it any more.
+        state = getattr(self.config.app, "state", None)
+        if state is not None:
+            state.stop_asked = True
+        super().handle_exit(sig, frame)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)

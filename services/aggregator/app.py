@@ -30,8 +30,9 @@ from services.aggregator import transport
 from services.aggregator.index import JobIndex
 from services.aggregator.processor import JobStates, decode_state, encode_state
 from services.core.ids import now_us
-from services.core.kafka import RECORD_LIMIT_BYTES, Admin
+from services.core.kafka import RECORD_LIMIT_BYTES, KafkaClients
 from services.core.kafka.probe import Probe, kafka_answers
+from services.core.kafka.security import sasl_login, ssl_context
 from services.core.metrics import (
     AGGREGATOR_EVENTS,
     AGGREGATOR_STATE_WRITES,
@@ -46,6 +47,23 @@ log = logging.getLogger(__name__)
 RETENTION_SWEEP_S = 60.0
 _APPLIED = AGGREGATOR_EVENTS.labels("applied")
 _DUPLICATE = AGGREGATOR_EVENTS.labels("duplicate")
+
+
+def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """The settings' Kafka security in Faust's terms: the same SASL login and TLS context
+    as every librdkafka client of tokenrelay (``services/core/kafka/security.py``)."""
+    context = ssl_context(settings)
+    login = sasl_login(settings)
+    if login is not None:
+        return faust.SASLCredentials(
+            username=login.username,
+            password=login.password,
+            mechanism=login.mechanism,
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 ROCKSDB_OPTIONS = {
@@ -95,6 +113,7 @@ class Aggregator:
             # partitions back at once instead of waiting for its old session to expire.
             consumer_group_instance_id=f"{settings.topic_prefix}-aggregator-{instance}",
             broker_session_timeout=settings.aggregator_session_timeout_s,
+            broker_credentials=faust_credentials(settings),
         )
         # Keys are the ids' UTF-8 bytes, as every other client writes them, so that
         # Faust's partitioner puts a job's state on the partition of its events.
@@ -131,7 +150,7 @@ class Aggregator:
         self.app.agent(self.control, name="batch-control")(self._on_control)
         self.app.timer(RETENTION_SWEEP_S)(self._sweep)
         expected = {topics.tokens, topics.control, topics.job_state, topics.dlq}
-        self.kafka = Probe("kafka", kafka_answers(Admin(settings.kafka_bootstrap), expected))
+        self.kafka = Probe("kafka", kafka_answers(KafkaClients.of(settings).admin(), expected))
         self.app.task(self.kafka.run)
 
     # --- state --------------------------------------------------------------------

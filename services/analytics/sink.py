@@ -72,7 +72,7 @@ class Sink:
         clients: KafkaClients | None = None,
     ) -> None:
         self.settings = settings
-        self.clients = clients or KafkaClients(settings.kafka_bootstrap)
+        self.clients = clients or KafkaClients.of(settings)
         self.topic = settings.topics.tokens
         self.dlq = settings.topics.dlq
         self.producer = producer

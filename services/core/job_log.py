@@ -19,7 +19,7 @@ from schemas.commands import JobCommand
 from schemas.events import JobEvent
 from services.core.errors import ApiError, DecodeError
 from services.core.ids import job_id_ms
-from services.core.kafka import Admin, Consumer
+from services.core.kafka import Admin, Consumer, KafkaClients
 from services.core.partitioner import partition_for
 from services.core.serde import decode, decode_event
 
@@ -88,18 +88,19 @@ class TopicPartitions:
         return self._known[topic]
 
 
-def reader(bootstrap: str, purpose: str, **overrides: Any) -> Consumer:
+def reader(clients: KafkaClients, purpose: str, **overrides: Any) -> Consumer:
     """A group-less consumer for reading positions it is assigned (it never commits)."""
-    return Consumer(
-        bootstrap,
+    return clients.consumer(
         f"tokenrelay-reader-{purpose}",
         **{"enable.partition.eof": False, **overrides},
     )
 
 
-async def find_job(bootstrap: str, topic: str, partitions: int, job_id: str) -> Located | None:
+async def find_job(
+    clients: KafkaClients, topic: str, partitions: int, job_id: str
+) -> Located | None:
     """The job's first event (which names its tenant), or None if there is no such job."""
-    async with reader(bootstrap, job_id) as consumer:
+    async with reader(clients, job_id) as consumer:
         return await locate(consumer, topic, partitions, job_id)
 
 
@@ -110,14 +111,14 @@ SEARCH_TIMEOUT_S = 10.0
 
 
 async def find_command(
-    bootstrap: str, topic: str, partitions: int, job_id: str, queued_at_us: int
+    clients: KafkaClients, topic: str, partitions: int, job_id: str, queued_at_us: int
 ) -> JobCommand | None:
     """The job's command on ``topic``, searched from the time it was queued; None if gone."""
     partition = partition_for(job_id, partitions)
     key = job_id.encode()
     since_ms = queued_at_us // 1000 - SEEK_MARGIN_MS
     until_ms = queued_at_us // 1000 + SCAN_WINDOW_MS
-    async with reader(bootstrap, f"retry-{job_id}") as consumer:
+    async with reader(clients, f"retry-{job_id}") as consumer:
         start = await consumer.offset_for_time(topic, partition, since_ms)
         if start is None:
             return None

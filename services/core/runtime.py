@@ -15,7 +15,7 @@ from fastapi import APIRouter
 
 from services.core.access import Access
 from services.core.http import ReadinessCheck
-from services.core.kafka import Admin, Producer
+from services.core.kafka import Admin, KafkaClients, Producer
 from services.core.kafka.probe import Probe
 from services.core.prices import Prices
 from services.core.settings import Settings
@@ -25,6 +25,8 @@ from services.core.state_client import StateClient
 @dataclass
 class Runtime:
     settings: Settings
+    clients: KafkaClients
+    """Makes the process's Kafka clients, with its brokers and security."""
     producer: Producer
     admin: Admin
     access: Access

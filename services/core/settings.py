@@ -15,10 +15,10 @@ import socket
 from collections.abc import Iterable
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 import orjson
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.jobs import Priority
@@ -68,6 +68,43 @@ class KafkaSettings(BaseModel):
     tokens_retention_ms: int = Field(
         default=7 * 24 * 3600 * 1000, description="Retention of `tokenrelay.tokens` (7 days)."
     )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How every client (librdkafka's and Faust's) talks to the brokers.",
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-512", description="The SASL mechanism, with a `SASL_*` protocol."
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None, description="The SASL user (a Strimzi `KafkaUser`'s name)."
+    )
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="Its password.")
+    kafka_ssl_ca_file: Path | None = Field(
+        default=None,
+        description="PEM of the CA that signed the brokers' certificates (Strimzi's cluster CA); "
+        "default: the system's.",
+    )
+    kafka_ssl_cert_file: Path | None = Field(
+        default=None, description="PEM client certificate, for TLS client authentication …"
+    )
+    kafka_ssl_key_file: Path | None = Field(default=None, description="… and its private key.")
+    kafka_ssl_check_hostname: bool = Field(
+        default=True, description="Check that a broker's certificate names the host dialled."
+    )
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Self:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and (self.kafka_sasl_username is None or self.kafka_sasl_password is None):
+            raise ValueError(
+                f"TOKENRELAY_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "TOKENRELAY_KAFKA_SASL_USERNAME and TOKENRELAY_KAFKA_SASL_PASSWORD"
+            )
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError(
+                "TOKENRELAY_KAFKA_SSL_CERT_FILE and TOKENRELAY_KAFKA_SSL_KEY_FILE go together"
+            )
+        return self
 
 
 class HttpSettings(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.core.kafka import RECORD_LIMIT_BYTES, Admin, TopicSpec
+from services.core.kafka import RECORD_LIMIT_BYTES, KafkaClients, TopicSpec
 from services.core.settings import Settings
 
 
@@ -26,4 +26,4 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 async def ensure_topics(settings: Settings) -> list[str]:
     """Create whichever of our topics is missing; harmless when all exist."""
-    return await Admin(settings.kafka_bootstrap).ensure_topics(topic_specs(settings))
+    return await KafkaClients.of(settings).admin().ensure_topics(topic_specs(settings))

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 
 from services.core.errors import KafkaError
 from services.core.job_log import Located, locate, reader
-from services.core.kafka import Consumer, Record
+from services.core.kafka import Consumer, KafkaClients, Record
 from services.core.metrics import STREAM_REPLAY_READS
 from services.gateway.stream_item import StreamItem, item_of
 
@@ -34,9 +34,9 @@ class ReplayTimeoutError(KafkaError):
 
 
 class ReplayReaders:
-    def __init__(self, bootstrap: str, topic: str, size: int) -> None:
+    def __init__(self, clients: KafkaClients, topic: str, size: int) -> None:
         self.topic = topic
-        self._bootstrap = bootstrap
+        self._clients = clients
         self._size = size
         self._idle: list[Consumer] = []
         self._made = 0
@@ -50,7 +50,7 @@ class ReplayReaders:
             else:
                 self._made += 1
                 consumer = reader(
-                    self._bootstrap, f"replay-{self._made}", **{"fetch.wait.max.ms": FETCH_WAIT_MS}
+                    self._clients, f"replay-{self._made}", **{"fetch.wait.max.ms": FETCH_WAIT_MS}
                 )
                 await consumer.start()
             try:

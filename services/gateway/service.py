@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.core.kafka import KafkaClients
 from services.core.runtime import Runtime, ServicePart
 from services.gateway.delivery import install_quiet_cut_offs
 from services.gateway.fanout import Fanout
@@ -23,14 +22,14 @@ def create(rt: Runtime) -> ServicePart:
     settings = rt.settings
     topic = settings.topics.tokens
     fanout = Fanout(
-        KafkaClients(settings.kafka_bootstrap),
+        rt.clients,
         topic,
         rt.admin,
         settings.stream_buffer_events,
         settings.stream_recent_records,
         settings.stream_heartbeat_s,
     )
-    replays = ReplayReaders(settings.kafka_bootstrap, topic, settings.stream_replay_readers)
+    replays = ReplayReaders(rt.clients, topic, settings.stream_replay_readers)
     watches = Watches(fanout, replays, rt.state)
     router = APIRouter()
     router.include_router(make_router(rt, watches))

@@ -96,9 +96,7 @@ def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
 
         A job it has passed and does not hold was removed (retention, clean): gone.
         """
-        located = await find_job(
-            rt.settings.kafka_bootstrap, tokens, await partitions.count(tokens), job_id
-        )
+        located = await find_job(rt.clients, tokens, await partitions.count(tokens), job_id)
         if located is None or not isinstance(located.first, Queued):
             return None
         if lookup.reached(located.partition, located.first_offset):

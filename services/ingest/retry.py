@@ -109,7 +109,7 @@ def add_retry_route(router: APIRouter, rt: Runtime, principal: Caller) -> None:
             )
         topic = topics.jobs[state.priority]
         original = await find_command(
-            rt.settings.kafka_bootstrap,
+            rt.clients,
             topic,
             await partitions.count(topic),
             job_id,

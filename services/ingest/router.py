@@ -124,7 +124,7 @@ def add_cancel_route(
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:
         located = await find_job(
-            rt.settings.kafka_bootstrap,
+            rt.clients,
             topics.tokens,
             await partitions.count(topics.tokens),
             job_id,

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -115,23 +116,43 @@ def server_properties(
     voters: str | None = None,
     replicas: int = 1,
     advertised_port: int | None = None,
+    sasl_port: int | None = None,
 ) -> str:
     """One KRaft node, broker and controller both; ``voters`` lists every controller.
 
     ``replicas`` (min(3, nodes)) is the replication of Kafka's own topics; with
     more than one, a write needs two in-sync replicas (``min.insync.replicas=2``).
     ``advertised_port`` sends clients elsewhere (a proxy in front of ``port``).
+    ``sasl_port`` adds a listener that admits only SCRAM users (made at format time).
     """
     min_isr = min(2, replicas)
+    listeners = f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}"
+    advertised = f"PLAINTEXT://{host}:{advertised_port or port}"
+    protocols = "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+    sasl: list[str] = []
+    if sasl_port is not None:
+        listeners += f",SASL_PLAINTEXT://{host}:{sasl_port}"
+        advertised += f",SASL_PLAINTEXT://{host}:{sasl_port}"
+        protocols += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+        sasl = [
+            "inter.broker.listener.name=PLAINTEXT",
+            "sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256",
+            *(
+                f"listener.name.sasl_plaintext.{m}.sasl.jaas.config="
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+                for m in ("scram-sha-512", "scram-sha-256")
+            ),
+        ]
     return "\n".join(
         [
             "process.roles=broker,controller",
             f"node.id={node_id}",
             f"controller.quorum.voters={voters or f'{node_id}@{host}:{controller_port}'}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{host}:{advertised_port or port}",
+            f"listeners={listeners}",
+            f"advertised.listeners={advertised}",
             "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"listener.security.protocol.map={protocols}",
+            *sasl,
             f"log.dirs={log_dir}",
             "num.partitions=3",
             f"default.replication.factor={replicas}",
@@ -182,9 +203,14 @@ class LocalBroker:
         replicas: int = 1,
         cluster_id: str | None = None,
         advertised_port: int | None = None,
+        sasl_port: int | None = None,
+        scram_users: Mapping[str, str] | None = None,
     ) -> None:
         self.paths = BrokerPaths(root)
         self.advertised_port = advertised_port
+        self.sasl_port = sasl_port
+        self.scram_users = dict(scram_users or {})
+        """SCRAM users (name: password) of the SASL listener, made when storage is formatted."""
         self.host, self.port, self.controller_port = host, port, controller_port
         self.version, self.cache_dir = version, cache_dir
         self.node_id, self.voters, self.replicas = node_id, voters, replicas
@@ -223,6 +249,7 @@ class LocalBroker:
                 self.voters,
                 self.replicas,
                 self.advertised_port,
+                self.sasl_port,
             )
         )
         if (self.paths.logs / "meta.properties").exists():
@@ -235,6 +262,12 @@ class LocalBroker:
             f"--cluster-id={cluster_id}",  # an id may start with "-"
             "-c",
             str(self.paths.config),
+            *(
+                arg
+                for name, password in self.scram_users.items()
+                for mechanism in ("SCRAM-SHA-512", "SCRAM-SHA-256")
+                for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+            ),
         )
         result = subprocess.run(cmd, check=False, capture_output=True, text=True)  # noqa: S603
         if result.returncode != 0:
@@ -358,10 +391,15 @@ def _reap(pid: int) -> None:
 
 
 def throwaway_broker(
-    root: Path, settings: Settings, advertised_port: int | None = None
+    root: Path,
+    settings: Settings,
+    advertised_port: int | None = None,
+    *,
+    scram_users: Mapping[str, str] | None = None,
 ) -> LocalBroker:
     """A single-node broker under ``root`` on free local ports, of the settings' Kafka version,
-    for tests and benchmarks (``advertised_port``: a proxy in front of it)."""
+    for tests and benchmarks (``advertised_port``: a proxy in front of it; ``scram_users``:
+    a SASL listener on ``sasl_port`` that admits them)."""
     return LocalBroker(
         root,
         "127.0.0.1",
@@ -370,6 +408,8 @@ def throwaway_broker(
         settings.kafka_version,
         settings.kafka_cache_dir,
         advertised_port=advertised_port,
+        sasl_port=free_port() if scram_users else None,
+        scram_users=scram_users,
     )
 
 

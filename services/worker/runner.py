@@ -96,7 +96,7 @@ class WorkerRunner:
         prices: Prices | None = None,
         clients: KafkaClients | None = None,
     ) -> None:
-        clients = clients or KafkaClients(settings.kafka_bootstrap)
+        clients = clients or KafkaClients.of(settings)
         self.settings = settings
         self.producer = producer
         self.providers = providers

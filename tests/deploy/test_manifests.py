@@ -184,3 +184,51 @@ def test_the_probed_paths_are_served() -> None:
     source = Path(views.__file__).read_text()
     for path in ("/healthz", "/readyz", "/metrics"):
         assert f'@app.page("{path}")' in source, path
+
+
+def test_prod_reaches_kafka_over_tls_with_the_kafkausers_login_only() -> None:
+    docs = kustomize("prod")
+    env = config_map_env(docs)
+    s = Settings(
+        kafka_security_protocol=env["TOKENRELAY_KAFKA_SECURITY_PROTOCOL"],
+        kafka_sasl_mechanism=env["TOKENRELAY_KAFKA_SASL_MECHANISM"],
+        kafka_sasl_username=env["TOKENRELAY_KAFKA_SASL_USERNAME"],
+        kafka_sasl_password="from the Secret",
+        kafka_ssl_ca_file=env["TOKENRELAY_KAFKA_SSL_CA_FILE"],
+    )
+    assert s.kafka_security_protocol == "SASL_SSL"
+    # the only listener is the bootstrap's port, TLS, with the mechanism the parts use
+    (listener,) = named(docs, "Kafka", "tokenrelay")["spec"]["kafka"]["listeners"]
+    assert env["TOKENRELAY_KAFKA_BOOTSTRAP"].endswith(f":{listener['port']}") and listener["tls"]
+    assert listener["authentication"]["type"] == s.kafka_sasl_mechanism.lower()
+    assert named(docs, "Kafka", "tokenrelay")["spec"]["kafka"]["authorization"]["type"] == "simple"
+    # the KafkaUser is the login, and Strimzi's Secrets feed every pod
+    user = named(docs, "KafkaUser", s.kafka_sasl_username or "")["spec"]
+    assert user["authentication"]["type"] == "scram-sha-512"
+    ca_dir = str(Path(env["TOKENRELAY_KAFKA_SSL_CA_FILE"]).parent)
+    for name, spec in pod_specs(docs):
+        (c,) = spec["containers"]
+        password = next(e for e in c["env"] if e["name"] == "TOKENRELAY_KAFKA_SASL_PASSWORD")
+        assert password["valueFrom"]["secretKeyRef"] == {"name": user_name(docs), "key": "password"}
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == ca_dir)
+        volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"]["secretName"] == "tokenrelay-cluster-ca-cert", name
+    # its ACLs cover what the parts touch
+    acls = {
+        (a["resource"]["type"], a["resource"].get("name")) for a in user["authorization"]["acls"]
+    }
+    base = settings_of("prod")
+    assert ("topic", base.topic_prefix) in acls and ("group", base.worker_group) in acls
+    assert ("transactionalId", base.topic_prefix) in acls, "workers' tokenrelay.worker.<id>"
+    # KEDA reads the lag with the same login
+    auth = named(docs, "TriggerAuthentication", "tokenrelay-kafka")["spec"]
+    params = {r["parameter"] for r in auth["secretTargetRef"] + auth["configMapTargetRef"]}
+    assert {"sasl", "tls", "username", "password", "ca"} <= params
+    for trigger in named(docs, "ScaledObject", "tokenrelay-worker")["spec"]["triggers"]:
+        assert trigger["authenticationRef"]["name"] == "tokenrelay-kafka"
+
+
+def user_name(docs: tuple[dict[str, Any], ...]) -> str:
+    (user,) = of_kind(docs, "KafkaUser")
+    name: str = user["metadata"]["name"]
+    return name

@@ -23,9 +23,16 @@ class Admin:
         self._config: dict[str, Any] = {
             "bootstrap.servers": bootstrap,
             "logger": _rdkafka_log,
+            "error_cb": self._on_error,
             **overrides,
         }
         self._admin = AdminClient(self._config)
+        self.refused: str | None = None
+        """The brokers' last refusal of our credentials (SASL or TLS), until one answers."""
+
+    def _on_error(self, err: ck.KafkaError) -> None:
+        if err.code() in (ck.KafkaError._AUTHENTICATION, ck.KafkaError._SSL):
+            self.refused = err.str()
 
     def renew(self) -> None:
         """Replace the client with a fresh one, for when the old one stopped answering.
@@ -41,7 +48,11 @@ class Admin:
         try:
             md = await asyncio.to_thread(self._admin.list_topics, timeout=timeout)
         except ck.KafkaException as exc:
+            self._admin.poll(0)  # serve error callbacks: a refusal says more than "no answer"
+            if self.refused is not None:
+                raise KafkaUnavailableError(f"the brokers refused us: {self.refused}") from exc
             raise KafkaUnavailableError(f"no broker answered: {exc}") from exc
+        self.refused = None
         return {name: len(t.partitions) for name, t in md.topics.items() if t.error is None}
 
     async def ensure_topics(self, specs: Iterable[TopicSpec], timeout: float = 30.0) -> list[str]:
