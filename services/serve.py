@@ -23,7 +23,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.analytics import service as analytics
-from services.core import openapi
+from services.core import openapi, tracing
 from services.core.access import Access
 from services.core.errors import ConfigError, KafkaError
 from services.core.http import (
@@ -110,6 +110,7 @@ def _lifespan(
             await rt.state.close()
             for probe in probes:
                 await probe.stop()
+            tracing.shutdown()
 
     return lifespan
 
@@ -209,6 +210,7 @@ class DrainingServer(uvicorn.Server):
 
 def serve(settings: Settings, names: list[str], port: int | None = None) -> None:
     """Run the composed app until SIGINT or SIGTERM; uvicorn then runs the shutdown."""
+    tracing.setup(f"tokenrelay-{'-'.join(names)}")
     app = build_app(settings, names)
     config = uvicorn.Config(
         app,

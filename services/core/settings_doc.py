@@ -26,6 +26,11 @@ Every part reads the same environment variables, once, at start
 is stale. Variables are grouped by the part they configure; a process ignores
 the ones of parts it does not run. A variable set to the empty string counts as
 unset: the setting keeps its default.
+
+Tracing reads OpenTelemetry's own variables: `OTEL_EXPORTER_OTLP_ENDPOINT` turns
+it on (spans exported over OTLP/HTTP), `OTEL_SERVICE_NAME` names the process
+(default `tokenrelay-<its parts>`), `OTEL_BSP_*` tune the batching
+(`services/core/tracing.py`).
 """
 
 

@@ -44,6 +44,7 @@ from services.gateway.sse import (
     retry_hint,
 )
 from services.gateway.stream_item import StreamItem
+from services.gateway.stream_trace import StreamSpan
 from services.gateway.watch import JobEndedError, Plan, Watches
 
 log = logging.getLogger(__name__)
@@ -232,10 +233,13 @@ async def _delivered(
     cut: asyncio.Future[None],
 ) -> Outcome:
     STREAMS_OPEN.labels(transport).inc()
+    span = StreamSpan(plan.job_id, transport)
+    outcome = Outcome.FAILED
     try:
-        outcome = await deliver(watches.events(plan, cut), write, disconnected, cut)
+        outcome = await deliver(watches.events(plan, cut), span.wrap(write), disconnected, cut)
     finally:
         STREAMS_OPEN.labels(transport).dec()
+        span.end(outcome.value)
     STREAMS_ENDED.labels(transport, outcome.value).inc()
     if outcome is Outcome.CUT:
         log.info("cut off a slow %s client of job %s", transport, plan.job_id)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class StreamItem:
     """An event of a job at a Kafka offset, with its SSE and websocket frames built on demand."""
 
-    __slots__ = ("_sse", "_ws", "attempt", "offset", "raw", "seq", "tenant", "type")
+    __slots__ = ("_sse", "_ws", "attempt", "headers", "offset", "raw", "seq", "tenant", "type")
 
     def __init__(
         self, offset: int, type_: str, attempt: int, seq: int, raw: bytes, tenant: str | None = None
@@ -34,6 +34,8 @@ class StreamItem:
         self.seq = seq
         self.raw = raw
         self.tenant = tenant
+        self.headers: list[tuple[str, bytes]] | None = None
+        """The record's headers: the trace context of a traced job's attempt."""
         self._sse: bytes | None = None
         self._ws: str | None = None
 
@@ -79,8 +81,10 @@ def item_of(rec: Record) -> StreamItem | None:
     its consumers with a group (the aggregator, the sink); a stream skips it.
     """
     try:
-        return decode_item(rec.offset, rec.value or b"")
+        item = decode_item(rec.offset, rec.value or b"")
     except DecodeError as exc:
         POISON_RECORDS.labels(rec.topic).inc()
         log.error("skipping undecodable record at %s: %s", rec.where(), exc)
         return None
+    item.headers = rec.headers
+    return item

@@ -21,10 +21,12 @@ import logging
 from collections import Counter, OrderedDict
 
 from fastapi import APIRouter, Depends, Request
+from opentelemetry.trace import SpanKind
 
 from schemas.api import BatchAccepted, BatchInstruction
 from schemas.control import CancelBatch, Control, PauseBatch, ResumeBatch
 from schemas.jobs import JobRequest
+from services.core import tracing
 from services.core.access import Caller
 from services.core.auth import Principal
 from services.core.errors import ApiError
@@ -128,7 +130,14 @@ def _add_submit_route(
         subs = await asyncio.to_thread(
             parse_batch, body, request.headers.get("content-type"), settings.batch_max_jobs, build
         )
-        await publish(rt.producer, topics, subs, f"batch {batch_id}", **bounded(rt))
+        attributes: dict[str, str | int] = {
+            "tokenrelay.batch_id": batch_id,
+            "tokenrelay.jobs": len(subs),
+        }
+        with tracing.TRACER.start_as_current_span(
+            "submit batch", kind=SpanKind.PRODUCER, attributes=attributes
+        ):
+            await publish(rt.producer, topics, subs, f"batch {batch_id}", **bounded(rt))
         owners.add(batch_id, who.tenant)
         by_priority = Counter(s.queued.priority for s in subs)
         for priority, n in by_priority.items():

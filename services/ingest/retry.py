@@ -19,12 +19,14 @@ from __future__ import annotations
 import logging
 
 from fastapi import APIRouter, Depends
+from opentelemetry.trace import SpanKind
 
 from schemas.api import JobRetried
 from schemas.commands import JobCommand
 from schemas.events import Queued
 from schemas.rules import SUBMISSION_ATTEMPT
 from schemas.state import JobState, JobStatus
+from services.core import tracing
 from services.core.access import Caller
 from services.core.auth import Principal
 from services.core.errors import ApiError
@@ -123,7 +125,10 @@ def add_retry_route(router: APIRouter, rt: Runtime, principal: Caller) -> None:
                 "job_id",
             )
         sub = retry_submission(state, original, now_us())
-        await publish(rt.producer, topics, [sub], f"the retry of job {job_id}", **bounded(rt))
+        with tracing.TRACER.start_as_current_span(
+            "retry job", kind=SpanKind.PRODUCER, attributes={"tokenrelay.job_id": job_id}
+        ):
+            await publish(rt.producer, topics, [sub], f"the retry of job {job_id}", **bounded(rt))
         log.info(
             "job %s retried by admin:%s as attempt %d",
             job_id,

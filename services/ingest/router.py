@@ -17,10 +17,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
+from opentelemetry.trace import SpanKind
 
 from schemas.api import JobAccepted, JobInstruction
 from schemas.control import Cancel
 from schemas.jobs import JobRequest
+from services.core import tracing
 from services.core.auth import Principal
 from services.core.errors import ApiError
 from services.core.http import JsonResponse, StrictJsonRoute
@@ -47,7 +49,11 @@ def make_router(rt: Runtime) -> APIRouter:
     principal = rt.access.caller
 
     async def submit(sub: Submission, who: Principal) -> dict[str, Any]:
-        (where,) = await publish(rt.producer, topics, [sub], f"job {sub.job_id}", **bounded(rt))
+        attributes = {"tokenrelay.job_id": sub.job_id, "tokenrelay.tenant": who.tenant}
+        with tracing.TRACER.start_as_current_span(
+            "submit job", kind=SpanKind.PRODUCER, attributes=attributes
+        ):
+            (where,) = await publish(rt.producer, topics, [sub], f"job {sub.job_id}", **bounded(rt))
         log.info(
             "job %s queued by %s at %s[%d]@%d",
             sub.job_id,

@@ -26,6 +26,7 @@ from schemas.control import Control, control_key
 from schemas.events import Queued
 from schemas.jobs import FAKE_DEFAULT_MAX_TOKENS, FakeProviderOptions, JobRequest
 from schemas.rules import FIRST_ATTEMPT, SUBMISSION_ATTEMPT
+from services.core import tracing
 from services.core.errors import ApiError, KafkaError
 from services.core.http import kafka_unavailable
 from services.core.kafka import MAX_RECORD_BYTES, Delivered, Producer
@@ -34,6 +35,7 @@ from services.core.prices import ESTIMATE_OUTPUT_TOKENS, Prices
 from services.core.runtime import Runtime
 from services.core.serde import encode
 from services.core.settings import Settings, Topics
+from services.core.tracing import Headers
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +140,11 @@ def _encoded(records: Sequence[tuple[str, str, BaseModel]]) -> list[tuple[str, s
 
 
 async def _produce_all(
-    producer: Producer, records: list[tuple[str, str, bytes]]
+    producer: Producer, records: list[tuple[str, str, bytes]], headers: Headers | None
 ) -> list[Delivered]:
     futures = []
     for i, (topic, key, value) in enumerate(records):
-        futures.append(await producer.produce(topic, key, value))
+        futures.append(await producer.produce(topic, key, value, headers=headers))
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
     return list(await asyncio.gather(*futures))
@@ -178,10 +180,11 @@ async def publish(
     queued = _encoded([(topics.tokens, s.job_id, s.queued) for s in subs])
     commands = _encoded([(topics.jobs[s.queued.priority], s.job_id, s.command) for s in subs])
     _refuse_if_kafka_down(kafka, what)
+    headers = tracing.inject()  # the caller's span, when traced: the worker continues it
     try:
         async with asyncio.timeout(timeout_s):
-            await _produce_all(producer, queued)
-            return await _produce_all(producer, commands)
+            await _produce_all(producer, queued, headers)
+            return await _produce_all(producer, commands, headers)
     except (TimeoutError, KafkaError) as exc:
         log.warning("%s not accepted: %s", what, exc or "timed out")
         raise kafka_unavailable(f"{what} could not be stored; retry") from exc

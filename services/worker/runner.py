@@ -31,13 +31,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 
 from schemas.commands import JobCommand
 from schemas.dead_letter import DeadLetter
 from schemas.events import Completed, ErrorKind, JobEvent
 from schemas.jobs import Priority
+from services.core import tracing
 from services.core.errors import DecodeError
 from services.core.ids import now_us
 from services.core.kafka import (
@@ -61,6 +66,7 @@ from services.core.metrics import (
 from services.core.prices import Prices, load_prices
 from services.core.serde import decode, encode
 from services.core.settings import Settings
+from services.core.tracing import Headers
 from services.worker.attempt import queue_since_us, run_attempt
 from services.worker.committer import Committer, NotOwnedError
 from services.worker.control import Action, ControlListener, ControlRegistry
@@ -85,6 +91,8 @@ class Job:
     where: str
     command: JobCommand
     priority: Priority
+    trace: Context | None = None
+    """The submitter's trace context, from the command's record headers (when traced)."""
 
 
 class WorkerRunner:
@@ -280,7 +288,9 @@ class WorkerRunner:
             self._spawn(self._dead_letter_poison(record, exc))
             return
         priority = self._priority_of.get(record.topic, command.request.priority)
-        job = Job(tp, record.offset, record.where(), command, priority)
+        job = Job(
+            tp, record.offset, record.where(), command, priority, tracing.extract(record.headers)
+        )
         if command.not_before is not None and command.not_before > now_us():
             self.delayed.push(job, command.not_before)
         else:
@@ -353,11 +363,25 @@ class WorkerRunner:
         attempt = job.command.attempt + self.ledger.prior_starts(job.tp, job.offset)
         command = job.command.model_copy(update={"attempt": attempt})
         job_id = command.job_id
+        attributes: dict[str, str | int] = {
+            "tokenrelay.job_id": job_id,
+            "tokenrelay.attempt": attempt,
+            "tokenrelay.provider": command.provider,
+            "tokenrelay.model": command.model,
+        }
+        span = tracing.TRACER.start_span(
+            "run job", context=job.trace, kind=SpanKind.CONSUMER, attributes=attributes
+        )
         try:
-            terminal = await self._attempt(job, command)
+            # every event of the attempt carries its span, for the gateway to continue
+            headers = tracing.inject(trace.set_span_in_context(span))
+            terminal = await self._attempt(job, command, headers)
             if terminal is None:
                 return
+            span.set_attribute("tokenrelay.outcome", terminal.type)
             records = settlement(self.topics, self._retry_policy, job.where, command, terminal)
+            if headers:
+                records = [replace(r, headers=headers) for r in records]
             await self.committer.settle(job.tp, job.offset, records)
         except NotOwnedError:
             log.info("job %s: %s moved to another worker before it settled", job_id, job.where)
@@ -365,11 +389,16 @@ class WorkerRunner:
         except asyncio.CancelledError:
             # Unsettled: the start mark is committed, so the next owner runs a new attempt.
             log.info("job %s attempt %d handed back", job_id, attempt)
+            span.set_attribute("tokenrelay.outcome", "handed back")
             raise
+        finally:
+            span.end()
         JOBS_FINISHED.labels(terminal.type, command.provider).inc()
         log.info("job %s attempt %d %s", job_id, attempt, terminal.type)
 
-    async def _attempt(self, job: Job, command: JobCommand) -> JobEvent | None:
+    async def _attempt(
+        self, job: Job, command: JobCommand, headers: Headers | None
+    ) -> JobEvent | None:
         """Run the attempt; the terminal event, or None when the job is no longer ours."""
         events = AttemptEvents(command, self.settings.worker_id)
         cancel = self.controls.cancel_for(command)
@@ -401,7 +430,7 @@ class WorkerRunner:
             max(0, now_us() - queue_since_us(command)) / 1e6
         )
         log.info("job %s attempt %d started from %s", command.job_id, command.attempt, job.where)
-        terminal = await self._stream(command, provider)
+        terminal = await self._stream(command, provider, headers)
         if isinstance(terminal, Completed):
             self.limiter.settle(
                 command.model,
@@ -410,7 +439,9 @@ class WorkerRunner:
             )
         return terminal
 
-    async def _stream(self, command: JobCommand, provider: Provider) -> JobEvent:
+    async def _stream(
+        self, command: JobCommand, provider: Provider, headers: Headers | None
+    ) -> JobEvent:
         deliveries: list[asyncio.Future[Delivered]] = []
         tokens = TOKENS_PRODUCED.labels(command.provider)
         job_id = command.job_id
@@ -419,7 +450,9 @@ class WorkerRunner:
             if event.type == "token":
                 tokens.inc()
             deliveries.append(
-                await self.producer.produce(self.topics.tokens, job_id, encode(event))
+                await self.producer.produce(
+                    self.topics.tokens, job_id, encode(event), headers=headers
+                )
             )
 
         watch = self.controls.watch(command)

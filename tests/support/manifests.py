@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import AliasChoices
 
+from services.core import tracing
 from services.core.settings import ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,8 +56,9 @@ def pod_specs(
 
 
 def setting_env_names() -> set[str]:
-    """Every environment variable ``Settings`` reads (prefixed names and aliases)."""
-    names = set()
+    """Every environment variable a part reads: ``Settings``' (prefixed names and aliases)
+    and OpenTelemetry's that turn tracing on."""
+    names = set(tracing.VARIABLES)
     for field, info in Settings.model_fields.items():
         alias = info.validation_alias
         if isinstance(alias, AliasChoices):

@@ -88,14 +88,19 @@ class MemoryKafka(KafkaClients):
         return self.topics[topic]
 
     def append(
-        self, topic: str, key: str | bytes | None, value: bytes | None, partition: int | None = None
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes | None,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> Delivered:
         parts = self.create(topic)
         raw = key.encode() if isinstance(key, str) else key
         if partition is None:
             partition = partition_for(raw, len(parts)) if raw else 0
         log = parts[partition]
-        rec = Record(topic, partition, len(log), raw, value, int(time.time() * 1000))
+        rec = Record(topic, partition, len(log), raw, value, int(time.time() * 1000), headers)
         log.append(rec)
         return Delivered(topic, partition, rec.offset)
 
@@ -334,9 +339,10 @@ class MemoryProducer:
         value: bytes,
         *,
         partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Delivered]:
         fut: asyncio.Future[Delivered] = asyncio.get_running_loop().create_future()
-        fut.set_result(self.kafka.append(topic, key, value, partition))
+        fut.set_result(self.kafka.append(topic, key, value, partition, headers))
         self.kafka.grew()
         return fut
 
@@ -379,7 +385,7 @@ class MemoryTransactionalProducer:
             for tp, c in offsets.items():
                 self.kafka.commit(group_id, {tp: c.offset}, c.metadata)
         for r in records:
-            self.kafka.append(r.topic, r.key, r.value)
+            self.kafka.append(r.topic, r.key, r.value, headers=r.headers)
         self.kafka.transactions += 1
         self.kafka.grew()
 

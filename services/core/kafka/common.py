@@ -50,6 +50,8 @@ class Record(NamedTuple):
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+    headers: list[tuple[str, bytes]] | None = None
+    """Record headers: the trace context of a traced job (``services/core/tracing.py``)."""
 
     def where(self) -> str:
         """``topic[partition]@offset``, the form our logs use."""

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 import confluent_kafka as ck
 
@@ -172,7 +172,8 @@ class Consumer:
                     continue
                 raise error_from(err, f"consume {m.topic()}[{m.partition()}]", ConsumeError)
             _, ts = m.timestamp()
-            out.append(Record(*coordinates(m), m.key(), m.value(), ts))
+            headers = cast("list[tuple[str, bytes]] | None", m.headers())
+            out.append(Record(*coordinates(m), m.key(), m.value(), ts, headers))
         return out
 
     async def commit(self, offsets: Mapping[TopicPartition, int], metadata: str = "") -> None:

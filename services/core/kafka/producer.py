@@ -74,6 +74,7 @@ class Producer:
         value: bytes,
         *,
         partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> asyncio.Future[Delivered]:
         """Hand a record to librdkafka; the returned future resolves on delivery."""
         if self._producer is None:
@@ -97,6 +98,8 @@ class Producer:
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
         if partition is not None:
             kwargs["partition"] = partition
+        if headers:
+            kwargs["headers"] = headers
         while True:
             try:
                 self._producer.produce(topic, **kwargs)

@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import confluent_kafka as ck
 
@@ -53,6 +53,7 @@ class OutRecord:
     topic: str
     key: str | bytes | None
     value: bytes
+    headers: list[tuple[str, bytes]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +210,13 @@ class Lane:
 def _produce(p: ck.Producer, r: OutRecord, on_delivery: Any) -> None:
     while True:
         try:
-            p.produce(r.topic, key=r.key, value=r.value, on_delivery=on_delivery)
+            p.produce(
+                r.topic,
+                key=r.key,
+                value=r.value,
+                headers=cast(Any, r.headers),
+                on_delivery=on_delivery,
+            )
             return
         except BufferError:
             p.poll(0.01)
