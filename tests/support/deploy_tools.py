@@ -30,14 +30,12 @@ import sys
 from pathlib import Path
 
 from tests.support.crd_schema import write_schemas
+from tests.support.go_tools import CACHE, go_install
 
 KUBECONFORM_VERSION = "v0.7.0"
 KUBECONFORM_MODULE = "github.com/yannh/kubeconform/cmd/kubeconform"
 KUBERNETES_VERSION = "1.34.0"
 """The Kubernetes version whose schemas the manifests are checked against."""
-CACHE = Path(
-    os.environ.get("TOKENRELAY_TOOLS_DIR", Path.home() / ".cache" / "tokenrelay" / "tools")
-)
 
 
 def say(message: str) -> None:
@@ -58,25 +56,7 @@ def compose_binary() -> Path:
 
 def kubeconform() -> Path:
     """kubeconform, built with ``go install`` on first use."""
-    gobin = CACHE / f"kubeconform-{KUBECONFORM_VERSION}"
-    built = gobin / "kubeconform"
-    if built.exists():
-        return built
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("go not found: kubeconform is built with `go install`")
-    gobin.mkdir(parents=True, exist_ok=True)
-    say(f"building kubeconform {KUBECONFORM_VERSION} with go install into {gobin} …")
-    result = subprocess.run(
-        [go, "install", f"{KUBECONFORM_MODULE}@{KUBECONFORM_VERSION}"],
-        env={**os.environ, "GOBIN": str(gobin)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"go install {KUBECONFORM_MODULE} failed:\n{result.stderr[-3000:]}")
-    return built
+    return go_install("kubeconform", KUBECONFORM_MODULE, KUBECONFORM_VERSION, "kubeconform")
 
 
 def core_schemas() -> Path:

@@ -9,10 +9,7 @@ the proxy disabled to cut every connection through it and re-enabled.
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,35 +19,15 @@ from typing import Any
 import httpx
 
 from services.localdev.kafka import free_port
+from tests.support.go_tools import go_install
 
 VERSION = "v2.12.0"
 MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
-CACHE = Path(
-    os.environ.get("TOKENRELAY_TOOLS_DIR", Path.home() / ".cache" / "tokenrelay" / "tools")
-)
 
 
 def binary() -> Path:
     """The toxiproxy server, built with ``go install`` on first use."""
-    gobin = CACHE / f"toxiproxy-{VERSION}"
-    built = gobin / "server"
-    if built.exists():
-        return built
-    go = shutil.which("go")
-    if go is None:
-        raise RuntimeError("go not found: the toxiproxy tests build toxiproxy with `go install`")
-    gobin.mkdir(parents=True, exist_ok=True)
-    print(f"building toxiproxy {VERSION} with go install into {gobin} …", file=sys.stderr)
-    result = subprocess.run(
-        [go, "install", f"{MODULE}@{VERSION}"],
-        env={**os.environ, "GOBIN": str(gobin)},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"go install {MODULE}@{VERSION} failed:\n{result.stderr[-3000:]}")
-    return built
+    return go_install("toxiproxy", MODULE, VERSION, "server")
 
 
 class Toxiproxy:
