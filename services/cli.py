@@ -36,11 +36,15 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="HTTP port (default TOKENRELAY_HTTP_PORT)")
     ] = None,
+    fd: Annotated[
+        int | None,
+        typer.Option(help="Serve on this inherited listening socket instead of binding a port"),
+    ] = None,
 ) -> None:
     """Run one or more services in this process."""
     from services.serve import serve as run
 
-    run(_settings(), names, port)
+    run(_settings(), names, port, fd)
 
 
 @app.command()

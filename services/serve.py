@@ -38,6 +38,7 @@ from services.core.kafka.probe import Probe, kafka_answers, workers_in_group
 from services.core.prices import load_prices
 from services.core.runtime import Runtime, ServicePart
 from services.core.settings import Settings
+from services.core.sockets import listening_socket
 from services.core.state_client import StateClient
 from services.core.topics import ensure_topics, topic_specs
 from services.gateway import service as gateway
@@ -198,6 +199,9 @@ class DrainingServer(uvicorn.Server):
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        for sock in sockets or []:
+            host, port = sock.getsockname()[:2]
+            log.info("listening on http://%s:%d", host, port)
         if self._settle_gc:
             settle_garbage_collector()
 
@@ -208,20 +212,28 @@ class DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings, names: list[str], port: int | None = None) -> None:
-    """Run the composed app until SIGINT or SIGTERM; uvicorn then runs the shutdown."""
+def serve(
+    settings: Settings, names: list[str], port: int | None = None, fd: int | None = None
+) -> None:
+    """Run the composed app until SIGINT or SIGTERM; uvicorn then runs the shutdown.
+
+    ``fd`` is a listening socket handed down by a supervisor (``tokenrelay up``)
+    that keeps it open across restarts; otherwise the process binds its port first.
+    """
+    if fd is not None:
+        sock = socket.socket(fileno=fd)
+    else:
+        sock = listening_socket(settings.http_host, port or settings.http_port)
     tracing.setup(f"tokenrelay-{'-'.join(names)}")
     app = build_app(settings, names)
     config = uvicorn.Config(
         app,
-        host=settings.http_host,
-        port=port or settings.http_port,
         log_config=None,
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
-    DrainingServer(config, settle_gc=True).run()
+    DrainingServer(config, settle_gc=True).run(sockets=[sock])
 
 
 @contextmanager

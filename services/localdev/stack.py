@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from types import FrameType
@@ -23,6 +24,7 @@ from rich.console import Console
 
 from services.core.auth import parse_api_keys
 from services.core.settings import Settings
+from services.core.sockets import listening_socket
 from services.localdev.kafka import LocalCluster, port_open, split_bootstrap, stored_size
 from services.localdev.supervisor import Child, CrashLoopError, RestartPolicy, Supervisor
 
@@ -123,11 +125,23 @@ def _banner(settings: Settings, logs: Path, seconds: float) -> str:
     )
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A port that ``up`` holds for a child and its restarts; connections made while the
+    child restarts wait in the backlog."""
+    sock = listening_socket(host, port)
+    sock.listen(2048)
+    return sock
+
+
 def up(settings: Settings) -> None:
     started = time.monotonic()
     data = settings.data_dir.resolve()
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    # The ports first: one that is taken stops ``up`` before it starts a broker.
+    port = settings.http_port
+    public_socket = _listen(settings.http_host, port)
+    worker_socket = _listen(settings.http_host, port + 1)
     broker = _broker_unless_configured(settings)
     env = {
         **os.environ,
@@ -136,12 +150,11 @@ def up(settings: Settings) -> None:
     }
     if broker is not None:
         env.setdefault("TOKENRELAY_REPLICATION_FACTOR", str(broker.replicas))
-    port = settings.http_port
-    public = ["serve", "ingest", "gateway", "analytics", "--port", str(port)]
+    public = ["serve", "ingest", "gateway", "analytics"]
     supervisor = Supervisor(
         [
-            Child("public", public, logs / "public.log", env),
-            Child("worker", ["serve", "worker", "--port", str(port + 1)], logs / "worker.log", env),
+            Child("public", public, logs / "public.log", env, public_socket),
+            Child("worker", ["serve", "worker"], logs / "worker.log", env, worker_socket),
             Child("aggregator", ["aggregator"], logs / "aggregator.log", env),
         ],
         say=console.print,

@@ -5,11 +5,14 @@ failures (``RestartPolicy``); one line says so, with its exit code and log.
 When a child has failed ``max_failures`` times within ``window_s`` it would only
 crash again, so the supervisor gives up and the stack stops, naming the part
 and its log. Children are reaped as they exit (``Popen.poll``): no zombies.
+A child that serves HTTP is handed its listening socket, which the supervisor
+holds for its whole life: a restart never has to win its port back.
 """
 
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -49,6 +52,8 @@ class Child:
     args: list[str]
     log: Path
     env: dict[str, str]
+    listener: socket.socket | None = None
+    """A listening socket held here and handed to every start (``--fd``)."""
     proc: subprocess.Popen[bytes] | None = None
     failures: list[float] = field(default_factory=list)
     restart_at: float | None = None
@@ -57,11 +62,16 @@ class Child:
     def start(self) -> None:
         if self._out is None:
             self._out = self.log.open("ab")
+        args, fds = self.args, tuple[int, ...]()
+        if self.listener is not None:
+            fds = (self.listener.fileno(),)
+            args = [*args, "--fd", str(fds[0])]
         self.proc = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "services.cli", *self.args],
+            [sys.executable, "-m", "services.cli", *args],
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env=self.env,
+            pass_fds=fds,
         )
         self.restart_at = None
 
@@ -75,6 +85,9 @@ class Child:
         if self._out is not None:
             self._out.close()
             self._out = None
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
 
 
 class Supervisor:

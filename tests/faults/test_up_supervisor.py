@@ -1,10 +1,11 @@
 """``tokenrelay up`` keeps its children alive, and stops the stack when one keeps crashing.
 
 kill -9 of the worker, then of the public face: each time ``up`` says so in one
-line, starts that part again, and the stack is ready again with the other parts
-untouched. Then the worker's port is
-taken, so every new worker dies at once: after three failures ``up`` stops the
-whole stack, names the worker and its log, exits non-zero, and leaves no child behind.
+line, starts that part again on the port ``up`` holds for it (a request made
+meanwhile waits and is answered), and the stack is ready again with the other
+parts untouched. Then the price file is broken, so every new worker dies at
+once: after three failures ``up`` stops the whole stack, names the worker and
+its log, exits non-zero, and leaves no child behind.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 import httpx
@@ -41,14 +43,6 @@ def two_free_ports() -> int:
         return port
 
 
-def can_bind(sock: socket.socket, port: int) -> bool:
-    try:
-        sock.bind(("127.0.0.1", port))
-    except OSError:
-        return False
-    return True
-
-
 def children(pid: int) -> dict[str, int]:
     """``up``'s children by the part they run: public, worker, aggregator."""
     out = {}
@@ -70,11 +64,20 @@ def ready(url: str) -> bool:
         return False
 
 
+def what_happened(output: Path) -> str:
+    """What ``up`` said, then the end of each part's log."""
+    said = [f"up said:\n{output.read_text()[-3000:]}"]
+    for log in sorted((output.parent / "data" / "logs").glob("*.log")):
+        lines = [line for line in log.read_text().splitlines() if "GET /readyz" not in line]
+        said.append(f"{log.name}:\n" + "\n".join(lines[-40:]))
+    return "\n\n".join(said)
+
+
 def wait_for(what: str, done: Callable[[], bool], timeout: float, output: Path) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not in {timeout}s; up said:\n{output.read_text()[-3000:]}")
+            raise TimeoutError(f"{what} not in {timeout}s; {what_happened(output)}")
         time.sleep(0.2)
 
 
@@ -83,6 +86,8 @@ def tokenrelay_up(
     settings: Settings, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     output = tmp_path / "up.out"
+    prices = tmp_path / "prices.json"
+    prices.write_bytes(resources.files("services.core").joinpath("prices.json").read_bytes())
     env = {
         **os.environ,
         **settings_env(settings),
@@ -90,6 +95,7 @@ def tokenrelay_up(
         "TOKENRELAY_AGGREGATOR_PORT": str(settings.aggregator_port),
         "TOKENRELAY_AGGREGATOR_URL": f"http://127.0.0.1:{settings.aggregator_port}",
         "TOKENRELAY_DATA_DIR": str(tmp_path / "data"),
+        "TOKENRELAY_PRICES": str(prices),
         "COLUMNS": "200",
     }
     with output.open("wb") as out:
@@ -133,6 +139,9 @@ def test_up_restarts_killed_parts_and_gives_up_on_a_crash_loop(
         assert ready(public) and ready(aggregator)
 
         os.kill(second["public"], signal.SIGKILL)
+        wait_for("up to reap the public face", lambda: "public" not in children(up.pid), 10, output)
+        asked_meanwhile = httpx.get(f"{public}/healthz", timeout=60)
+        assert asked_meanwhile.status_code == 200, "a request made during the restart is answered"
         wait_for(
             "a new public face",
             lambda: children(up.pid).get("public") not in (None, second["public"])
@@ -146,13 +155,12 @@ def test_up_restarts_killed_parts_and_gives_up_on_a_crash_loop(
         assert not alive(second["public"])
         assert ready(worker)
 
-        with socket.socket() as squatter:
-            os.kill(third["worker"], signal.SIGKILL)
-            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            # A killed process's threads close its sockets a moment after it shows as dead.
-            wait_for("the worker's port free", lambda: can_bind(squatter, port + 1), 10, output)
-            squatter.listen()
+        (tmp_path / "prices.json").write_text("{not json")
+        os.kill(third["worker"], signal.SIGKILL)
+        try:
             up.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"up did not give up on the worker; {what_happened(output)}")
         said = output.read_text()
         everyone = set(first.values()) | set(second.values()) | set(third.values())
 
