@@ -223,6 +223,13 @@ def bench(
     idle: Annotated[int | None, typer.Option(help="idle streams (fanout)")] = None,
     urgent: Annotated[int | None, typer.Option(help="urgent jobs (priority)")] = None,
     baseline: Annotated[bool, typer.Option(help="also run the no-Kafka baseline")] = True,
+    provider: Annotated[
+        str,
+        typer.Option(
+            help="fake: the worker's in-process provider; openai: the openai SDK against an "
+            "OpenAI-compatible server the bench starts (the path real users take)"
+        ),
+    ] = "fake",
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object on the last line of stdout")
     ] = False,
@@ -245,6 +252,7 @@ def bench(
         idle=idle,
         urgent=urgent,
         baseline=baseline,
+        provider=provider,
     )
     try:
         run(scenario, url, api_key, options, as_json)

@@ -1,4 +1,5 @@
-"""The baseline: the same fake provider streamed straight to an SSE client, no Kafka.
+"""The baseline: the same fake provider streamed straight to an SSE client, no Kafka;
+and the OpenAI-compatible upstream of ``--provider openai``.
 
 One child process, one raw asyncio server (uvloop when installed, as uvicorn uses):
 
@@ -10,6 +11,13 @@ One child process, one raw asyncio server (uvloop when installed, as uvicorn use
   an idle stream: one ``queued`` event, then nothing until the client hangs up.
 * ``POST /v1/jobs`` validates the body as a ``JobRequest`` and answers 202 with a job
   id: what accepting a job costs without a log behind it.
+* ``POST /v1/chat/completions`` (``stream: true``) is the upstream of ``--provider
+  openai``: OpenAI's streaming wire format (a role chunk, one ``chat.completion.chunk``
+  per token, ``finish_reason``, a usage chunk when ``stream_options.include_usage``,
+  ``data: [DONE]``) with the fake provider's tokens for the messages it got, paced at
+  the body's ``tokens_per_s`` (the job's ``provider_options``, sent as extra body). The
+  worker's ``openai`` provider talks to it through the real SDK, and the baseline
+  streams the same tokens at the same pace from this same process.
 
 What tokenrelay adds over this — ingest, the broker, the worker's produce, the
 gateway's consume and fan-out — is what the ratios in the report measure.
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from multiprocessing.connection import Connection
 from urllib.parse import parse_qs, urlsplit
 
@@ -28,7 +37,12 @@ from bench.processes import serve_commands, use_uvloop
 from schemas.commands import JobCommand
 from schemas.jobs import JobRequest
 from services.core.ids import new_job_id, now_us
-from services.worker.providers.fake import FakeProvider
+from services.worker.providers.fake import (
+    DEFAULT_MAX_TOKENS,
+    FakeProvider,
+    count_prompt_tokens,
+    fake_tokens,
+)
 
 SSE_HEAD = (
     b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\n"
@@ -87,6 +101,56 @@ async def stream(writer: asyncio.StreamWriter, reader: asyncio.StreamReader, tar
     await writer.drain()
 
 
+def completion_chunk(
+    delta: dict[str, str], finish: str | None = None, usage: dict[str, int] | None = None
+) -> bytes:
+    """One ``data:`` line of OpenAI's stream, chunked for the wire."""
+    fields: dict[str, object] = {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": "bench",
+        "system_fingerprint": None,
+        "choices": []
+        if usage
+        else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
+    if usage is not None:
+        fields["usage"] = usage
+    return chunk(b"data: " + orjson.dumps(fields) + b"\n\n")
+
+
+async def complete(writer: asyncio.StreamWriter, body: bytes) -> None:
+    """``POST /v1/chat/completions``: the fake provider's tokens in OpenAI's wire format."""
+    request = orjson.loads(body)
+    if not request.get("stream"):
+        answer = b'{"error": {"message": "stream only", "type": "invalid_request_error"}}'
+        writer.write(
+            b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(answer), answer)
+        )
+        return
+    prompt = "\n".join(f"{m['role']}: {m['content']}" for m in request["messages"])
+    tokens = fake_tokens(prompt, request.get("max_tokens") or DEFAULT_MAX_TOKENS)
+    rate = float(request.get("tokens_per_s") or 0)
+    writer.write(SSE_HEAD)
+    writer.write(completion_chunk({"role": "assistant", "content": ""}))
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    for i, text in enumerate(tokens):
+        if rate > 0:
+            await asyncio.sleep(max(0.0, t0 + (i + 1) / rate - loop.time()))
+        writer.write(completion_chunk({"content": text}))
+        await writer.drain()
+    finish = "length" if request.get("max_tokens") else "stop"
+    writer.write(completion_chunk({}, finish))
+    if (request.get("stream_options") or {}).get("include_usage"):
+        usage = {"prompt_tokens": count_prompt_tokens(prompt), "completion_tokens": len(tokens)}
+        writer.write(completion_chunk({}, usage={**usage, "total_tokens": sum(usage.values())}))
+    writer.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+    await writer.drain()
+
+
 async def accept(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
     try:
         JobRequest.model_validate_json(body)
@@ -114,7 +178,11 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             for line in head.lower().split(b"\r\n"):
                 if line.startswith(b"content-length:"):
                     length = int(line[15:])
-            await accept(writer, head, await reader.readexactly(length))
+            body = await reader.readexactly(length)
+            if target.startswith(b"/v1/chat/completions"):
+                await complete(writer, body)
+            else:
+                await accept(writer, head, body)
     except (asyncio.IncompleteReadError, ConnectionError):
         return
     finally:

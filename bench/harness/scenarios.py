@@ -19,7 +19,7 @@ import httpx
 from bench.harness import baseline as baseline_server
 from bench.harness import report, watch
 from bench.harness.stack import Stack, stack_for
-from bench.processes import Remote
+from bench.processes import Remote, cpu_s, machine_busy_s
 from services.localdev.kafka import free_port
 
 POLL_S = 0.2
@@ -39,6 +39,8 @@ class Options:
     connections: int = 64
     timeout_s: float = 600.0
     baseline: bool = True
+    provider: str = "fake"
+    """``fake`` (in the worker) or ``openai`` (the SDK against the bench's own upstream)."""
 
 
 DEFAULTS: dict[str, Options] = {
@@ -60,9 +62,18 @@ def resolve(scenario: str, given: Options) -> Options:
     return replace(base, **fields)
 
 
-def job_body(tokens: int, tokens_per_s: float, priority: str = "normal") -> dict[str, Any]:
+PROVIDERS = ("fake", "openai")
+OPENAI_MODEL = "gpt-4o-mini"
+"""A priced model, so the openai path's jobs cost what a real one's would to account."""
+
+
+def job_body(
+    tokens: int, tokens_per_s: float, priority: str = "normal", provider: str = "fake"
+) -> dict[str, Any]:
+    model = {"model": OPENAI_MODEL} if provider == "openai" else {}
     return {
-        "provider": "fake",
+        "provider": provider,
+        **model,
         "priority": priority,
         "max_tokens": tokens,
         "provider_options": {"tokens_per_s": tokens_per_s},
@@ -73,14 +84,24 @@ def job_body(tokens: int, tokens_per_s: float, priority: str = "normal") -> dict
 
 
 def run_load(
-    target: dict[str, Any], spec: dict[str, Any], total: int, label: str, progress: Progress
+    target: dict[str, Any],
+    spec: dict[str, Any],
+    total: int,
+    label: str,
+    progress: Progress,
+    not_ours: tuple[int, ...] = (),
 ) -> dict[str, Any]:
     """Run one load in a fresh watcher process; its raw figures once every stream ended.
 
     ``total`` is what the progress counts to: tokens, or submissions when nothing is watched.
+    ``cpu_s`` in the result is the CPU the whole machine spent meanwhile, less the
+    watcher's and that of ``not_ours`` (the upstream): the stack's and the broker's.
     """
     remote = Remote(f"watch-{label}", watch.run)
+    outside = (remote.pid, *not_ours)
     try:
+        busy_before, _ = machine_busy_s()
+        outside_before = sum(cpu_s(pid) for pid in outside)
         remote.call("start", {**target, **spec})
         deadline = time.monotonic() + spec["timeout_s"]
         counted = "tokens" if spec["watching"] else "accepted"
@@ -92,7 +113,9 @@ def run_load(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{label}: not done after {spec['timeout_s']:.0f} s: {stats}")
             time.sleep(POLL_S)
-        return dict(remote.call("result", 30.0))
+        spent = machine_busy_s()[0] - busy_before
+        spent -= sum(cpu_s(pid) for pid in outside) - outside_before
+        return {**remote.call("result", 30.0), "cpu_s": spent}
     finally:
         remote.stop()
 
@@ -117,6 +140,9 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         out["stream_open_ms"] = report.summarize(raw["stream_open_ms"])
     if raw["errors"]:
         out["errors"] = raw["errors"]
+    if raw["tokens"]:
+        out["cpu_ms_per_token"] = round(1000 * raw["cpu_s"] / raw["tokens"], 4)
+        out["cores_busy"] = round(raw["cpu_s"] / duration_s, 2) if duration_s else None
     return out
 
 
@@ -125,19 +151,32 @@ class Runner:
 
     def __init__(self, url: str | None, api_key: str | None, progress: Progress) -> None:
         self.url, self.api_key, self.progress = url, api_key, progress
+        self._not_ours: tuple[int, ...] = ()
 
     def run(self, scenario: str, given: Options) -> dict[str, Any]:
         opts = resolve(scenario, given)
+        if opts.provider not in PROVIDERS:
+            raise ValueError(f"provider is one of {', '.join(PROVIDERS)}; got {opts.provider}")
+        if opts.provider == "openai" and self.url:
+            raise ValueError("--provider openai runs against the bench's own stack (no --url)")
         method = getattr(self, f"_{scenario}")
         with ExitStack() as cleanup:
+            # The upstream first: the stack's worker is pointed at it.
+            server = self._baseline(cleanup)
+            upstream = f"http://127.0.0.1:{server['port']}/v1"
             stack = cleanup.enter_context(
-                stack_for(self.url, self.api_key, self._concurrency(scenario, opts))
+                stack_for(
+                    self.url,
+                    self.api_key,
+                    self._concurrency(scenario, opts),
+                    upstream if opts.provider == "openai" else None,
+                )
             )
-            base = None
-            if opts.baseline:
-                base = self._baseline(cleanup)
+            self._not_ours = (server["pid"],)
+            base = server if opts.baseline else None
             result: dict[str, Any] = method(stack, base, opts)
         result["scenario"] = scenario
+        result["provider"] = opts.provider
         return result
 
     @staticmethod
@@ -155,7 +194,13 @@ class Runner:
         server = Remote("baseline", baseline_server.run, port)
         cleanup.callback(server.stop)
         server.call("ready")
-        return {"host": "127.0.0.1", "port": port, "api_key": None, "baseline": True}
+        return {
+            "host": "127.0.0.1",
+            "port": port,
+            "api_key": None,
+            "baseline": True,
+            "pid": server.pid,
+        }
 
     def _both(
         self,
@@ -167,14 +212,17 @@ class Runner:
     ) -> dict[str, Any]:
         """The load on tokenrelay, then the same on the baseline; the report's figures."""
         ours = {"host": stack.host, "port": stack.port, "api_key": stack.api_key}
-        raw = run_load({**ours, "baseline": False}, spec, total, "tokenrelay", self.progress)
+        raw = run_load(
+            {**ours, "baseline": False}, spec, total, "tokenrelay", self.progress, self._not_ours
+        )
         result = figures(raw)
         result["queue_wait_ms"] = {
             name: report.summarize(waits) for name, waits in raw["queue_wait_ms"].items()
         }
         result["idle_open"] = raw["idle_open"]
         if base is not None:
-            base_raw = run_load(base, base_spec or spec, total, "baseline", self.progress)
+            target = {k: v for k, v in base.items() if k != "pid"}
+            base_raw = run_load(target, base_spec or spec, total, "baseline", self.progress)
             result["baseline"] = figures(base_raw)
         return result
 
@@ -188,7 +236,11 @@ class Runner:
 
     def _steady(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:
         assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
-        group = {"name": "job", "count": o.jobs, "body": job_body(o.max_tokens, o.tokens_per_s)}
+        group = {
+            "name": "job",
+            "count": o.jobs,
+            "body": job_body(o.max_tokens, o.tokens_per_s, provider=o.provider),
+        }
         out = self._both(stack, base, self._stream_spec(o, [group]), o.jobs * o.max_tokens)
         out["offered_tokens_per_s"] = o.jobs * o.tokens_per_s
         return out
@@ -197,7 +249,7 @@ class Runner:
 
     def _ingest(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:
         assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
-        body = job_body(o.max_tokens, o.tokens_per_s)
+        body = job_body(o.max_tokens, o.tokens_per_s, provider=o.provider)
         group = {"name": "ingest", "count": o.jobs, "body": body, "watch": False}
         spec = {**self._stream_spec(o, [group]), "watching": False}
         out = self._both(stack, base, spec, o.jobs)
@@ -210,11 +262,15 @@ class Runner:
         """Idle streams of a paused batch (they only see ``queued``), plus a few active jobs."""
         assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
         assert o.idle is not None
-        active = {"name": "job", "count": o.jobs, "body": job_body(o.max_tokens, o.tokens_per_s)}
+        active = {
+            "name": "job",
+            "count": o.jobs,
+            "body": job_body(o.max_tokens, o.tokens_per_s, provider=o.provider),
+        }
         with httpx.Client(base_url=stack.url, timeout=60) as client:
             auth = {"Authorization": f"Bearer {stack.api_key}"}
             # A batch job fetched before the pause lands would run: so slowly it stays idle.
-            held = job_body(10, 0.001, priority="low")
+            held = job_body(10, 0.001, priority="low", provider=o.provider)
             jobs = [{**held, "prompt": f"idle {i}"} for i in range(o.idle)]
             r = client.post("/v1/batches", json={"jobs": jobs}, headers=auth)
             r.raise_for_status()
@@ -236,8 +292,8 @@ class Runner:
         queue without a log)."""
         assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
         assert o.urgent is not None
-        low = job_body(o.max_tokens, o.tokens_per_s, priority="low")
-        urgent = job_body(o.max_tokens, o.tokens_per_s, priority="urgent")
+        low = job_body(o.max_tokens, o.tokens_per_s, "low", o.provider)
+        urgent = job_body(o.max_tokens, o.tokens_per_s, "urgent", o.provider)
         groups = [
             {"name": "low", "count": o.jobs, "body": low},
             {"name": "urgent", "count": o.urgent, "body": urgent, "interval_s": URGENT_INTERVAL_S},

@@ -4,7 +4,8 @@ Our own is built fresh for each scenario, so no scenario inherits another's back
 a temp data dir, a broker (``TOKENRELAY_KAFKA_BOOTSTRAP`` when it answers, else a
 throwaway local one, as ``bench.worker_scheduling.broker`` does), a fresh topic prefix
 and worker group, then ``tokenrelay serve worker --port P+1`` and ``tokenrelay serve
-ingest gateway --port P`` as child processes with the fake provider. No aggregator:
+ingest gateway --port P`` as child processes with the fake provider (or, for
+``--provider openai``, the ``openai`` provider against the bench's upstream). No aggregator:
 streams find a job's first event in the gateway's memory of recent records (or by a
 seek). Everything is stopped when the block ends, on an error or Ctrl-C too.
 """
@@ -47,8 +48,9 @@ class Stack:
 
 
 @contextmanager
-def own_stack(worker_concurrency: int) -> Iterator[Stack]:
-    """A fresh stack whose worker runs ``worker_concurrency`` jobs at once."""
+def own_stack(worker_concurrency: int, openai_url: str | None = None) -> Iterator[Stack]:
+    """A fresh stack whose worker runs ``worker_concurrency`` jobs at once, with the
+    ``openai`` provider pointed at ``openai_url`` when given."""
     with ExitStack() as stack:
         bootstrap = stack.enter_context(broker(Settings()))
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tr-bench-")))
@@ -65,6 +67,8 @@ def own_stack(worker_concurrency: int) -> Iterator[Stack]:
             # Its jobs are throwaway: on Ctrl-C the worker need not let them finish.
             "TOKENRELAY_WORKER_GRACE_S": "1",
         }
+        if openai_url is not None:
+            env |= {"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": openai_url}
         port = free_port()
         worker = ServiceChild(["worker"], free_port(), env, data / "worker.log")
         public = ServiceChild(["ingest", "gateway"], port, env, data / "public.log")
@@ -75,12 +79,14 @@ def own_stack(worker_concurrency: int) -> Iterator[Stack]:
 
 
 @contextmanager
-def stack_for(url: str | None, api_key: str | None, worker_concurrency: int) -> Iterator[Stack]:
+def stack_for(
+    url: str | None, api_key: str | None, worker_concurrency: int, openai_url: str | None = None
+) -> Iterator[Stack]:
     """The stack at ``url`` as it is, or our own (see the module)."""
     if url:
         if not api_key:
             raise ValueError("--url needs --api-key")
         yield Stack(url.rstrip("/"), api_key)
         return
-    with own_stack(worker_concurrency) as stack:
+    with own_stack(worker_concurrency, openai_url) as stack:
         yield stack

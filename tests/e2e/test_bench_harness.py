@@ -54,3 +54,26 @@ def test_ingest_burst_reports_accepted_jobs_per_second(
     assert report["accepted_jobs_per_s"] > 0  # type: ignore[operator]
     assert ordered(report["submit_ms"])  # type: ignore[arg-type]
     assert report["baseline"]["accepted_jobs_per_s"] > 0  # type: ignore[index]
+
+
+def test_openai_provider_path_streams_through_the_sdk_from_the_bench_upstream(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--provider openai``: the bench's own stack, its worker on the openai SDK against the
+    bench's OpenAI-compatible upstream; every token arrives, with the CPU it cost."""
+    monkeypatch.setenv("TOKENRELAY_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    options = Options(jobs=3, max_tokens=10, tokens_per_s=100, provider="openai")
+    run("steady", None, None, options, True)
+    report = last_json_line(capsys.readouterr().out)
+
+    assert report["provider"] == "openai"
+    assert report["tokens"] == 3 * 10
+    assert "errors" not in report
+    assert ordered(report["token_latency_ms"])  # type: ignore[arg-type]
+    assert report["cpu_ms_per_token"] > 0  # type: ignore[operator]
+    assert report["baseline"]["tokens"] == 30  # type: ignore[index]
+
+
+def test_openai_provider_needs_the_bench_own_stack(stack: str) -> None:
+    with pytest.raises(ValueError, match="own stack"):
+        run("steady", stack, "key-admin", Options(jobs=1, provider="openai"), True)

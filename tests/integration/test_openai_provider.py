@@ -91,6 +91,7 @@ async def test_max_tokens_is_passed_and_finish_reason_is_length(
         ("bad-key", "auth", False),
         ("server-error", "provider", True),
         ("broken", "provider", True),
+        ("error-event", "provider", True),
     ],
 )
 async def test_errors_end_in_a_failed_event_of_the_right_kind(
@@ -102,7 +103,7 @@ async def test_errors_end_in_a_failed_event_of_the_right_kind(
     assert last.type == "failed"
     assert last.error_kind == kind
     assert last.retryable is retryable
-    if model == "broken":
+    if model in ("broken", "error-event"):
         assert [e.type for e in events[1:-1]] == ["token"] * 3
 
 

@@ -3,7 +3,9 @@
 The model name picks the behaviour: ``ok`` streams the reply with a usage
 chunk when ``stream_options.include_usage`` is set; ``rate-limited`` answers
 429 with ``Retry-After``; ``bad-key`` 401; ``server-error`` 500; ``broken``
-sends a few chunks and then drops the connection mid-body.
+sends a few chunks and then drops the connection mid-body; ``error-event`` sends
+a few chunks and then an error event in the stream, as OpenAI does when a
+generation fails after it started.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ class OpenAIServer:
         for i, word in enumerate(words):
             if model == "broken" and i == 3:
                 raise BrokenStreamError
+            if model == "error-event" and i == 3:
+                error = {"message": "The model overloaded", "type": "server_error", "code": None}
+                yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+                return
             yield b"data: " + orjson.dumps(_chunk(model, {"content": word})) + b"\n\n"
         finish = "length" if limit < len(REPLY) else "stop"
         yield b"data: " + orjson.dumps(_chunk(model, {}, finish)) + b"\n\n"
