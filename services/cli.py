@@ -212,7 +212,7 @@ def _print_stream(client: httpx.Client, path: str) -> None:
 @app.command()
 def bench(
     scenario: Annotated[
-        str, typer.Argument(help="steady, max, ingest, fanout, priority, all; or soak")
+        str, typer.Argument(help="steady, max, ingest, batch, fanout, priority, all; or soak")
     ] = "steady",
     minutes: Annotated[float, typer.Option(help="soak: how long the load runs")] = 60.0,
     url: Annotated[str | None, typer.Option(help="a running stack; default: start our own")] = None,
@@ -222,6 +222,7 @@ def bench(
     tokens_per_s: Annotated[float | None, typer.Option(help="pace per job; 0: unpaced")] = None,
     idle: Annotated[int | None, typer.Option(help="idle streams (fanout)")] = None,
     urgent: Annotated[int | None, typer.Option(help="urgent jobs (priority)")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="jobs per POST /v1/batches")] = None,
     baseline: Annotated[bool, typer.Option(help="also run the no-Kafka baseline")] = True,
     provider: Annotated[
         str,
@@ -251,6 +252,7 @@ def bench(
         tokens_per_s=tokens_per_s,
         idle=idle,
         urgent=urgent,
+        batch_size=batch_size,
         baseline=baseline,
         provider=provider,
     )

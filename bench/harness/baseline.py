@@ -10,7 +10,8 @@ One child process, one raw asyncio server (uvloop when installed, as uvicorn use
   like the gateway's) whose data carries ``ts`` = now at emit and ``index``. ``n=0`` is
   an idle stream: one ``queued`` event, then nothing until the client hangs up.
 * ``POST /v1/jobs`` validates the body as a ``JobRequest`` and answers 202 with a job
-  id: what accepting a job costs without a log behind it.
+  id: what accepting a job costs without a log behind it; ``POST /v1/batches`` the same
+  for each job of ``{"jobs": [...]}``.
 * ``POST /v1/chat/completions`` (``stream: true``) is the upstream of ``--provider
   openai``: OpenAI's streaming wire format (a role chunk, one ``chat.completion.chunk``
   per token, ``finish_reason``, a usage chunk when ``stream_options.include_usage``,
@@ -151,13 +152,19 @@ async def complete(writer: asyncio.StreamWriter, body: bytes) -> None:
     await writer.drain()
 
 
-async def accept(writer: asyncio.StreamWriter, head: bytes, body: bytes) -> None:
+async def accept(writer: asyncio.StreamWriter, target: bytes, body: bytes) -> None:
+    """``POST /v1/jobs`` or ``POST /v1/batches`` (``{"jobs": [...]}``): each job validated."""
     try:
-        JobRequest.model_validate_json(body)
-    except ValueError:
+        if target.startswith(b"/v1/batches"):
+            jobs = [JobRequest.model_validate(job) for job in orjson.loads(body)["jobs"]]
+            ids = [new_job_id() for _ in jobs]
+            answer = orjson.dumps({"batch_id": new_job_id(), "job_ids": ids})
+        else:
+            JobRequest.model_validate_json(body)
+            answer = orjson.dumps({"job_id": new_job_id(), "status": "queued"})
+        status = b"202"
+    except (ValueError, KeyError, TypeError):
         answer, status = b'{"error": {"code": "invalid_request"}}', b"422"
-    else:
-        answer, status = orjson.dumps({"job_id": new_job_id(), "status": "queued"}), b"202"
     writer.write(
         b"HTTP/1.1 %s Accepted\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
         % (status, len(answer), answer)
@@ -182,7 +189,7 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             if target.startswith(b"/v1/chat/completions"):
                 await complete(writer, body)
             else:
-                await accept(writer, head, body)
+                await accept(writer, target, body)
     except (asyncio.IncompleteReadError, ConnectionError):
         return
     finally:

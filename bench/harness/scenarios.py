@@ -36,6 +36,7 @@ class Options:
     tokens_per_s: float | None = None
     idle: int | None = None
     urgent: int | None = None
+    batch_size: int | None = None
     connections: int = 64
     timeout_s: float = 600.0
     baseline: bool = True
@@ -47,6 +48,7 @@ DEFAULTS: dict[str, Options] = {
     "steady": Options(jobs=100, max_tokens=1000, tokens_per_s=50),
     "max": Options(jobs=20, max_tokens=10_000, tokens_per_s=0),
     "ingest": Options(jobs=5000, max_tokens=1, tokens_per_s=0),
+    "batch": Options(jobs=20_000, max_tokens=1, tokens_per_s=0, batch_size=1000),
     "fanout": Options(jobs=20, max_tokens=500, tokens_per_s=50, idle=1000),
     "priority": Options(jobs=400, max_tokens=20, tokens_per_s=50, urgent=20),
 }
@@ -184,7 +186,7 @@ class Runner:
         """Slots for every watched job at once, except where saturation is the point."""
         if scenario == "priority":
             return PRIORITY_CONCURRENCY
-        if scenario == "ingest":
+        if scenario in ("ingest", "batch"):
             return 64
         return (opts.jobs or 0) + (opts.idle or 0) + 8
 
@@ -256,6 +258,19 @@ class Runner:
         for side in (out, out.get("baseline") or {}):
             if side:
                 side["accepted_jobs_per_s"] = report.rate(side["jobs"], side["duration_s"])
+        return out
+
+    def _batch(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:
+        """``POST /v1/batches`` of ``batch_size`` jobs each, ``connections`` at once."""
+        assert o.jobs is not None and o.max_tokens is not None and o.tokens_per_s is not None
+        body = job_body(o.max_tokens, o.tokens_per_s, provider=o.provider)
+        group = {"name": "batch", "count": o.jobs, "body": body, "batch_size": o.batch_size}
+        spec = {**self._stream_spec(o, [group]), "watching": False}
+        out = self._both(stack, base, spec, o.jobs)
+        for side in (out, out.get("baseline") or {}):
+            if side:
+                side["accepted_jobs_per_s"] = report.rate(side["jobs"], side["duration_s"])
+        out["batch_size"] = o.batch_size
         return out
 
     def _fanout(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:

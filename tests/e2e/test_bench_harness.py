@@ -77,3 +77,18 @@ def test_openai_provider_path_streams_through_the_sdk_from_the_bench_upstream(
 def test_openai_provider_needs_the_bench_own_stack(stack: str) -> None:
     with pytest.raises(ValueError, match="own stack"):
         run("steady", stack, "key-admin", Options(jobs=1, provider="openai"), True)
+
+
+def test_batch_scenario_counts_every_job_of_every_batch(
+    stack: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run("batch", stack, "key-admin", Options(jobs=50, batch_size=20), True)
+    report = last_json_line(capsys.readouterr().out)
+
+    assert report["scenario"] == "batch"
+    assert report["jobs"] == 50  # batches of 20, 20 and 10
+    assert "errors" not in report
+    assert report["accepted_jobs_per_s"] > 0  # type: ignore[operator]
+    assert report["submit_ms"]["max"] > 0  # type: ignore[index]
+    assert report["baseline"]["jobs"] == 50  # type: ignore[index]
+    assert [t["figure"] for t in report["targets"]] == ["accepted_jobs_per_s"]  # type: ignore[union-attr]

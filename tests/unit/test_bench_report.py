@@ -60,11 +60,32 @@ def test_targets_follow_the_issue() -> None:
         "tokens_per_s",
         "ratio.tokens_per_s",
     }
+    assert [t.bound for t in report.targets_for("max", None)] == [50_000.0, 0.6]
     assert {t.figure for t in report.targets_for("ingest", None)} == {
         "accepted_jobs_per_s",
         "submit_ms.p99",
     }
+    assert [(t.figure, t.bound) for t in report.targets_for("batch", None)] == [
+        ("accepted_jobs_per_s", 20_000.0)
+    ]
     assert report.targets_for("fanout", 1000.0) == []
+
+
+def test_the_openai_path_has_its_own_throughput_and_cpu_targets() -> None:
+    steady = report.targets_for("steady", 5000.0, "openai")
+    assert [t.figure for t in steady] == [
+        "token_latency_ms.p99",
+        "tokens_per_s",
+        "cpu_ms_per_token",
+    ]
+    assert [(t.figure, t.bound) for t in report.targets_for("max", None, "openai")] == [
+        ("tokens_per_s", 20_000.0),
+        ("cpu_ms_per_token", 0.5),
+    ]
+    finished = report.finish(
+        {"scenario": "max", "provider": "openai", "tokens_per_s": 25_000.0, "cpu_ms_per_token": 0.7}
+    )
+    assert [t["met"] for t in finished["targets"]] == [True, False]
 
 
 def test_verdicts_meet_miss_or_lack_a_figure() -> None:
