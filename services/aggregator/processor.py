@@ -67,7 +67,9 @@ class JobStates:
         raw = self._load(job_id)
         return decode_state(raw) if raw is not None else None
 
-    def apply(self, event: JobEvent, partition: int, offset: int) -> Outcome:
+    def apply(self, event: JobEvent, partition: int, offset: int | None) -> Outcome:
+        """Reduce ``event`` read on ``partition``; ``offset``: its offset on the tokens topic,
+        when its record says (``services.core.lifecycle``)."""
         old = self.get(event.job_id)
         new = reduce(old, event, partition=partition, offset=offset)
         if new is old:

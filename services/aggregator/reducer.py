@@ -10,7 +10,9 @@ same state.
 * A newer attempt resets the older one's progress (tokens, first token, error).
 * A finished job (succeeded, failed, cancelled) is final: later run events are
   ignored, except after an admin retry, which publishes a ``queued`` with a
-  higher submission number and puts the job back in the queue.
+  higher submission number and puts the job back in the queue. A ``queued`` of
+  the same submission that arrives late (on ``tokenrelay.lifecycle`` it travels
+  beside the command, not before it) only fills in what it says.
 * ``token_count`` is the highest ``index`` seen and, at the end, the terminal
   event's own count: the state is exact even if some progress was never stored.
 * ``attempt_start_offset`` is where a watcher without a cursor starts: the
@@ -113,9 +115,10 @@ def _queued(
     fields: dict[str, Any] = fresh.model_dump(
         include={"priority", "model", "provider", "batch_id", "estimated_cost_usd"}
     ) | {"submissions": event.seq, "queued_at": event.ts}
-    if state.status.finished:
+    if state.status.finished and event.seq > state.submissions:
         fields |= _RESET_ON_RESUBMIT | {"status": JobStatus.QUEUED, "attempt_start_offset": offset}
-    # else: seen after the job ran (an earlier `queued` was missed): keep the run's status.
+    # else: the submission's `queued` seen after its run began or even ended (its lifecycle
+    # copy came late, or an earlier one was missed): keep what the run says.
     fields["updated_at"] = max(state.updated_at, event.ts)
     if partition is not None:
         fields["partition"] = partition

@@ -1,4 +1,4 @@
-"""Records of ``tokenrelay.tokens`` → rows of ``job_events`` and ``jobs``. Pure: no I/O.
+"""Records of ``tokenrelay.lifecycle`` → rows of ``job_events`` and ``jobs``. Pure: no I/O.
 
 Every event but ``token`` becomes a ``job_events`` row; a terminal event
 (``completed``, ``failed``, ``cancelled``) also becomes a ``jobs`` row, filled

@@ -1,12 +1,14 @@
-"""The analytics sink: ``tokenrelay.tokens`` → ClickHouse ``job_events`` and ``jobs``.
+"""The analytics sink: ``tokenrelay.lifecycle`` → ClickHouse ``job_events`` and ``jobs``.
 
-A consumer of its own group (``TOKENRELAY_ANALYTICS_GROUP``) reads every record,
-``read_committed``; each partition's records collect into a batch
-(``batching.py``), which is flushed in a fixed order: commit the intent, insert
-the rows under the batch's deduplication token, commit the batch's end. Any
-failure of Kafka or ClickHouse ends the session: the consumer is closed, and a
-new one resumes from the committed offsets after a pause, repeating an
-unfinished batch exactly (the inserts deduplicate).
+A consumer of its own group (``TOKENRELAY_ANALYTICS_GROUP``) reads every record
+of the lifecycle topic (``services.core.lifecycle``: a job's events but its
+tokens, of which only a few progress ticks, skipped here), ``read_committed``;
+each partition's records collect into a batch (``batching.py``), which is
+flushed in a fixed order: commit the intent, insert the rows under the batch's
+deduplication token, commit the batch's end. Any failure of Kafka or ClickHouse
+ends the session: the consumer is closed, and a new one resumes from the
+committed offsets after a pause, repeating an unfinished batch exactly (the
+inserts deduplicate).
 
 A ``jobs`` row needs what the job's ``queued`` and ``started`` events said.
 Those usually came through this sink moments before and are remembered until the
@@ -73,7 +75,7 @@ class Sink:
     ) -> None:
         self.settings = settings
         self.clients = clients or KafkaClients.of(settings)
-        self.topic = settings.topics.tokens
+        self.topic = settings.topics.lifecycle
         self.dlq = settings.topics.dlq
         self.producer = producer
         self.ch = clickhouse

@@ -255,6 +255,12 @@ class WorkerSettings(BaseModel):
         ge=6000,
         description="How soon the group notices a dead worker; its jobs then run elsewhere.",
     )
+    progress_tick_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="A running job's token count reaches `tokenrelay.lifecycle` (so its state "
+        "and batch progress) at its first token, then at most once per tick.",
+    )
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         description="`worker_id` in events, Kafka `client.id`.",
@@ -460,6 +466,7 @@ class Topics:
         self.retry = f"{prefix}.jobs.retry"
         self.dlq = f"{prefix}.jobs.dlq"
         self.tokens = f"{prefix}.tokens"
+        self.lifecycle = f"{prefix}.lifecycle"
         self.job_state = f"{prefix}.job-state"
 
     def jobs_by_priority(self) -> list[str]:

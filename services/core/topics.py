@@ -19,6 +19,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.retry, n, rf, isr),
         TopicSpec(t.dlq, n, rf, {**isr, "retention.ms": str(30 * 24 * 3600 * 1000)}),
         TopicSpec(t.tokens, n, rf, {**isr, "retention.ms": str(settings.tokens_retention_ms)}),
+        # Co-partitioned with the tokens (same count, same key): a job's lifecycle records
+        # sit on the partition number of its tokens, which the job state names.
+        TopicSpec(t.lifecycle, n, rf, {**isr, "retention.ms": str(settings.tokens_retention_ms)}),
         TopicSpec(t.job_state, n, rf, {**isr, "cleanup.policy": "compact"}),
     ]
     return specs

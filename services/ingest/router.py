@@ -131,8 +131,8 @@ def add_cancel_route(
     ) -> JsonResponse:
         located = await find_job(
             rt.clients,
-            topics.tokens,
-            await partitions.count(topics.tokens),
+            topics.lifecycle,
+            await partitions.count(topics.lifecycle),
             job_id,
         )
         if located is None or not who.may_read(located.first.tenant):

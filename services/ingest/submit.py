@@ -3,7 +3,9 @@
 Every way in — one job, a batch, an admin retry — builds ``Submission``s and
 hands them to ``publish``. Order per job: the ``queued`` event is confirmed
 before the command is produced, so ``queued`` always precedes the worker's
-``started`` on the job's partition of ``tokenrelay.tokens``. Many jobs are
+``started`` on the job's partition of ``tokenrelay.tokens``; its copy on
+``tokenrelay.lifecycle`` (``services.core.lifecycle``), which names the offset
+``queued`` got, goes out with the command. Many jobs are
 pipelined: every ``queued`` event is produced without waiting, then all are
 awaited, then every command likewise; a batch of thousands costs two round
 trips, not two per job. Every value is encoded (and its size checked) before the
@@ -31,6 +33,7 @@ from services.core.errors import ApiError, KafkaError
 from services.core.http import kafka_unavailable
 from services.core.kafka import MAX_RECORD_BYTES, Delivered, Producer
 from services.core.kafka.probe import Probe
+from services.core.lifecycle import copy_headers
 from services.core.prices import ESTIMATE_OUTPUT_TOKENS, Prices
 from services.core.runtime import Runtime
 from services.core.serde import encode
@@ -139,11 +142,12 @@ def _encoded(records: Sequence[tuple[str, str, BaseModel]]) -> list[tuple[str, s
     return out
 
 
-async def _produce_all(
-    producer: Producer, records: list[tuple[str, str, bytes]], headers: Headers | None
-) -> list[Delivered]:
+Record = tuple[str, str, bytes, Headers | None]
+
+
+async def _produce_all(producer: Producer, records: Sequence[Record]) -> list[Delivered]:
     futures = []
-    for i, (topic, key, value) in enumerate(records):
+    for i, (topic, key, value, headers) in enumerate(records):
         futures.append(await producer.produce(topic, key, value, headers=headers))
         if i % YIELD_EVERY == YIELD_EVERY - 1:
             await asyncio.sleep(0)
@@ -183,8 +187,14 @@ async def publish(
     headers = tracing.inject()  # the caller's span, when traced: the worker continues it
     try:
         async with asyncio.timeout(timeout_s):
-            await _produce_all(producer, queued, headers)
-            return await _produce_all(producer, commands, headers)
+            stored = await _produce_all(producer, [(*r, headers) for r in queued])
+            # The lifecycle copies, each naming its ``queued``'s offset, ride with the commands.
+            copies = [
+                (topics.lifecycle, key, value, copy_headers(headers, at.offset))
+                for (_, key, value), at in zip(queued, stored, strict=True)
+            ]
+            sent = await _produce_all(producer, [*copies, *((*r, headers) for r in commands)])
+            return sent[len(copies) :]
     except (TimeoutError, KafkaError) as exc:
         log.warning("%s not accepted: %s", what, exc or "timed out")
         raise kafka_unavailable(f"{what} could not be stored; retry") from exc

@@ -40,7 +40,7 @@ from opentelemetry.trace import SpanKind
 
 from schemas.commands import JobCommand
 from schemas.dead_letter import DeadLetter
-from schemas.events import Completed, ErrorKind, JobEvent
+from schemas.events import Completed, ErrorKind, JobEvent, Token
 from schemas.jobs import Priority
 from services.core import tracing
 from services.core.errors import DecodeError
@@ -54,6 +54,7 @@ from services.core.kafka import (
     Record,
     TopicPartition,
 )
+from services.core.lifecycle import copy_headers, event_records
 from services.core.metrics import (
     DEAD_LETTERS,
     JOBS_FINISHED,
@@ -76,6 +77,7 @@ from services.worker.providers.base import Provider
 from services.worker.rate_limit import RateLimiter
 from services.worker.scheduling import DelayQueue, HeldJobs, ReadyQueue
 from services.worker.settlement import RetryPolicy, settlement
+from services.worker.ticks import ProgressTicks
 
 log = logging.getLogger(__name__)
 
@@ -444,15 +446,22 @@ class WorkerRunner:
     ) -> JobEvent:
         deliveries: list[asyncio.Future[Delivered]] = []
         tokens = TOKENS_PRODUCED.labels(command.provider)
-        job_id = command.job_id
+        job_id, topics = command.job_id, self.topics
+        ticks = ProgressTicks(self.settings.progress_tick_s)
 
         async def emit(event: JobEvent) -> None:
-            if event.type == "token":
+            value = encode(event)
+            stored = await self.producer.produce(topics.tokens, job_id, value, headers=headers)
+            deliveries.append(stored)
+            if isinstance(event, Token):
                 tokens.inc()
+                if not ticks.due(event):
+                    return
+                copy = headers
+            else:  # ``started``: its copy names where a late watcher starts reading
+                copy = copy_headers(headers, (await stored).offset)
             deliveries.append(
-                await self.producer.produce(
-                    self.topics.tokens, job_id, encode(event), headers=headers
-                )
+                await self.producer.produce(topics.lifecycle, job_id, value, headers=copy)
             )
 
         watch = self.controls.watch(command)
@@ -486,7 +495,7 @@ class WorkerRunner:
         out = [OutRecord(self.topics.dlq, record.key, encode(letter))]
         failed = unreadable_command(record.key, record.value, str(exc), self.settings.worker_id)
         if failed is not None:
-            out.append(OutRecord(self.topics.tokens, failed.job_id, encode(failed)))
+            out += event_records(self.topics, failed.job_id, encode(failed))
         log.error(
             "poison record at %s sent to %s%s: %s",
             record.where(),

@@ -1,5 +1,8 @@
 """What ends one delivery of a job: the records published, in one transaction, with its offset.
 
+Each event goes to ``tokenrelay.tokens`` and its copy to ``tokenrelay.lifecycle``
+in the same transaction (``services.core.lifecycle``).
+
 A ``completed`` or ``cancelled`` job ends with its terminal event. A failed one
 ends with ``retrying`` and the next attempt's command on the retry topic when
 the backoff rule allows another attempt, else with ``failed`` — plus a letter
@@ -20,6 +23,7 @@ from schemas.dead_letter import DeadLetter
 from schemas.events import ErrorKind, Failed, JobEvent
 from services.core.ids import now_us
 from services.core.kafka import OutRecord
+from services.core.lifecycle import event_records
 from services.core.metrics import DEAD_LETTERS, RETRIES
 from services.core.serde import encode
 from services.core.settings import Topics
@@ -41,7 +45,7 @@ def settlement(
     """The records that end this delivery of the job; ``source`` is where it was read."""
     key = command.job_id
     if not isinstance(terminal, Failed):
-        return [OutRecord(topics.tokens, key, encode(terminal))]
+        return event_records(topics, key, encode(terminal))
     decision = decide(
         retryable=terminal.retryable,
         attempt=command.attempt,
@@ -66,10 +70,10 @@ def settlement(
             decision.delay_s,
         )
         return [
-            OutRecord(topics.tokens, key, encode(handed_on)),
+            *event_records(topics, key, encode(handed_on)),
             OutRecord(topics.retry, key, encode(again)),
         ]
-    out = [OutRecord(topics.tokens, key, encode(terminal))]
+    out = event_records(topics, key, encode(terminal))
     if decision.outcome is Outcome.EXHAUSTED or terminal.error_kind is ErrorKind.INTERNAL:
         DEAD_LETTERS.labels("exhausted").inc()
         letter = DeadLetter(

@@ -186,7 +186,7 @@ async def test_kill_9_inside_a_batch_then_restart(
             Feeder(c) as feeder,
             SinkOffsets(settings) as offsets,
             events_reader(
-                settings.kafka_bootstrap, settings.topics.tokens, settings.topic_partitions
+                settings.kafka_bootstrap, settings.topics.lifecycle, settings.topic_partitions
             ) as log,
         ):
             following = asyncio.Event()
@@ -210,7 +210,7 @@ async def test_kill_9_inside_a_batch_then_restart(
             name = "analytics-restarted"
             with analytics_process(settings, tmp_path, port, chdb_dir, name) as sink:
                 print(f"restarted sink assigned after {time.monotonic() - t0:.1f}s")
-                topic = settings.topics.tokens
+                topic = settings.topics.lifecycle
                 log_text = sink.log.read_text()
                 for p, (start, through) in left.items():
                     line = f"{topic}[{p}]: repeating the batch {start}-{through}"

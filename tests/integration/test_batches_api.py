@@ -89,8 +89,12 @@ def reader(settings: Settings, topic: str) -> TopicReader[Any]:
 
 
 async def high_watermarks(settings: Settings) -> int:
-    """Records ever written to the tokens and job topics (to see that nothing was)."""
-    topics = [settings.topics.tokens, *settings.topics.jobs_by_priority()]
+    """Records ever written to the tokens, lifecycle and job topics (to see that nothing was)."""
+    topics = [
+        settings.topics.tokens,
+        settings.topics.lifecycle,
+        *settings.topics.jobs_by_priority(),
+    ]
     async with Consumer(settings.kafka_bootstrap, f"hw-{uuid.uuid4().hex}") as c:
         return sum(
             [

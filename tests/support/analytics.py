@@ -115,11 +115,11 @@ INTENT = re.compile(r"^sink/1 through=(\d+)$")
 
 
 class SinkOffsets:
-    """The analytics group's committed offsets and notes on the tokens topic, read as an
+    """The analytics group's committed offsets and notes on the lifecycle topic, read as an
     outsider (no subscribe), so asking never disturbs the group."""
 
     def __init__(self, settings: Settings) -> None:
-        self.topic = settings.topics.tokens
+        self.topic = settings.topics.lifecycle
         self.partitions = settings.topic_partitions
         self._consumer = Consumer(settings.kafka_bootstrap, settings.analytics_group)
 

@@ -168,6 +168,24 @@ def test_events_of_a_job_whose_queued_was_never_seen() -> None:
     assert (s.status, s.priority, s.token_count) == (JobStatus.RUNNING, None, 1)
 
 
+def test_a_late_queued_copy_fills_in_and_never_reopens_its_own_run() -> None:
+    """On the lifecycle topic ``queued``'s copy travels beside the command, so the worker's
+    copies may come first: the job keeps what its run says and learns what ``queued`` says."""
+    running = fold([started("j", 1, 10), token("j", 1, 1, 11)])["j"]
+    s = reduce(running, queued("j", ts=1), partition=2, offset=40)
+    assert (s.status, s.attempt, s.priority, s.queued_at) == (
+        JobStatus.RUNNING,
+        1,
+        Priority.HIGH,
+        1,
+    )
+    done = fold([started("j", 1, 10), completed("j", 1, 2, 20)])["j"]
+    s = reduce(done, queued("j", ts=1))
+    assert (s.status, s.finished_at, s.content) == (JobStatus.SUCCEEDED, 20, "t1 ")
+    assert (s.priority, s.queued_at) == (Priority.HIGH, 1)
+    assert reduce(s, queued("j", ts=1)) is s, "and it is then a duplicate like any other"
+
+
 # --- the property: any interleaving with duplicates gives the same final state ---
 
 

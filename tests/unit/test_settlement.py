@@ -1,4 +1,7 @@
-"""What ends one delivery of a job: the records its transaction publishes, by outcome."""
+"""What ends one delivery of a job: the records its transaction publishes, by outcome.
+
+Every event goes to the tokens topic with its copy on the lifecycle topic, in the
+same transaction, byte for byte the same."""
 
 from __future__ import annotations
 
@@ -37,30 +40,40 @@ def topics_of(records: list) -> list[str]:  # type: ignore[type-arg]
     return [r.topic for r in records]
 
 
+EVENT = [TOPICS.tokens, TOPICS.lifecycle]
+"""An event and its lifecycle copy."""
+
+
+def copies_are_exact(records: list) -> bool:  # type: ignore[type-arg]
+    return records[0].value == records[1].value and records[0].key == records[1].key
+
+
 def test_a_completed_or_cancelled_attempt_publishes_its_terminal_event_only() -> None:
     cmd = command()
     ev = AttemptEvents(cmd, "w")
     records = settlement(TOPICS, POLICY, "src", cmd, ev.cancelled(None))
-    assert topics_of(records) == [TOPICS.tokens]
+    assert topics_of(records) == EVENT
+    assert copies_are_exact(records)
     assert decode_event(records[0].value).type == "cancelled"
 
 
 def test_a_retryable_failure_with_attempts_left_hands_on_to_the_next_attempt() -> None:
     cmd = command(attempt=1)
     records = settlement(TOPICS, POLICY, "src", cmd, failed(cmd, ErrorKind.PROVIDER, True))
-    assert topics_of(records) == [TOPICS.tokens, TOPICS.retry]
+    assert topics_of(records) == [*EVENT, TOPICS.retry]
+    assert copies_are_exact(records)
     retrying = decode_event(records[0].value)
     assert isinstance(retrying, Retrying)
     assert (retrying.seq, retrying.next_attempt) == (1, 2), "in the failed event's place"
-    again = decode(JobCommand, records[1].value)
+    again = decode(JobCommand, records[2].value)
     assert again.attempt == 2 and again.not_before is not None
 
 
 def test_the_last_attempt_fails_and_dead_letters_the_command() -> None:
     cmd = command(attempt=3, max_attempts=3)
     records = settlement(TOPICS, POLICY, "src@1", cmd, failed(cmd, ErrorKind.TIMEOUT, True))
-    assert topics_of(records) == [TOPICS.tokens, TOPICS.dlq]
-    letter = decode(DeadLetter, records[1].value)
+    assert topics_of(records) == [*EVENT, TOPICS.dlq]
+    letter = decode(DeadLetter, records[2].value)
     assert (letter.source, letter.error_kind, letter.command) == ("src@1", "timeout", cmd)
 
 
@@ -68,10 +81,10 @@ def test_a_deterministic_failure_fails_at_once_without_a_letter() -> None:
     cmd = command(attempt=1)
     for kind in (ErrorKind.AUTH, ErrorKind.INVALID_REQUEST, ErrorKind.INVALID_OUTPUT):
         records = settlement(TOPICS, POLICY, "src", cmd, failed(cmd, kind, False))
-        assert topics_of(records) == [TOPICS.tokens], kind
+        assert topics_of(records) == EVENT, kind
 
 
 def test_an_internal_failure_is_dead_lettered_even_on_its_first_attempt() -> None:
     cmd = command(attempt=1)
     records = settlement(TOPICS, POLICY, "src", cmd, failed(cmd, ErrorKind.INTERNAL, False))
-    assert topics_of(records) == [TOPICS.tokens, TOPICS.dlq]
+    assert topics_of(records) == [*EVENT, TOPICS.dlq]

@@ -80,11 +80,11 @@ async def test_a_batch_whose_insert_answer_was_lost_is_inserted_again_and_counts
     replayed = SINK_REPLAYED_BATCHES._value.get()
     await sink.start()
     try:
-        tokens = s.topics.tokens
-        ends = {p: len(part) for p, part in enumerate(kafka.create(tokens))}
+        topic = s.topics.lifecycle
+        ends = {p: len(part) for p, part in enumerate(kafka.create(topic))}
 
         def caught_up() -> bool:
-            done = {p: kafka.committed(s.analytics_group, (tokens, p)) for p in ends}
+            done = {p: kafka.committed(s.analytics_group, (topic, p)) for p in ends}
             return all(c.offset == ends[p] and c.metadata == "" for p, c in done.items())
 
         await kafka.until(caught_up, timeout=20)
