@@ -231,6 +231,13 @@ def bench(
             "OpenAI-compatible server the bench starts (the path real users take)"
         ),
     ] = "fake",
+    freshness: Annotated[
+        bool,
+        typer.Option(
+            help="the whole stack (aggregator, analytics sink): how long after a job's stream "
+            "ended its state is final and its analytics row lands"
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object on the last line of stdout")
     ] = False,
@@ -255,6 +262,7 @@ def bench(
         batch_size=batch_size,
         baseline=baseline,
         provider=provider,
+        freshness=freshness,
     )
     try:
         run(scenario, url, api_key, options, as_json)

@@ -60,6 +60,19 @@ class Pool:
             return await asyncio.open_connection(self.endpoint.host, self.endpoint.port)
         return await self._idle.get()
 
+    async def get(self, path: str) -> tuple[int, dict[str, object]]:
+        """GET ``path``; the status and the decoded answer."""
+        reader, writer = await self._borrow()
+        try:
+            writer.write(self.endpoint.head("GET", path, "\r\n"))
+            status, _, answer = await read_response(reader)
+        except (OSError, asyncio.IncompleteReadError) as exc:
+            writer.close()
+            self._opened -= 1
+            raise HttpError(f"GET {path}: {exc!r}") from exc
+        self._idle.put_nowait((reader, writer))
+        return status, orjson.loads(answer) if answer else {}
+
     async def post(self, path: str, body: dict[str, object]) -> tuple[int, dict[str, object], int]:
         """POST ``body`` as JSON; the status, the decoded answer, and when (µs since the epoch)
         the request went out, so that waiting for a free connection is not counted."""

@@ -92,10 +92,26 @@ CPU_MS_PER_TOKEN = 0.5
 
 
 def targets_for(
-    scenario: str, offered_tokens_per_s: float | None, provider: str = "fake"
+    scenario: str,
+    offered_tokens_per_s: float | None,
+    provider: str = "fake",
+    freshness: bool = False,
 ) -> list[Target]:
     """The issues' targets that apply to ``scenario`` on ``provider`` (steady's depend on
-    the offered rate; the openai path has its own throughput and CPU targets)."""
+    the offered rate; the openai path has its own throughput and CPU targets), and the
+    freshness targets when the whole stack was measured."""
+    fresh = [
+        Target("state final ≤ 1 s after the stream", "state_lag_ms.max", "<=", 1000.0),
+        Target("analytics row ≤ 2 s after the stream", "analytics_lag_ms.max", "<=", 2000.0),
+    ]
+    return (
+        [*_targets(scenario, offered_tokens_per_s, provider), *fresh]
+        if freshness
+        else (_targets(scenario, offered_tokens_per_s, provider))
+    )
+
+
+def _targets(scenario: str, offered_tokens_per_s: float | None, provider: str) -> list[Target]:
     openai = provider == "openai"
     cpu = Target(
         f"CPU ≤ {CPU_MS_PER_TOKEN} ms per token", "cpu_ms_per_token", "<=", CPU_MS_PER_TOKEN
@@ -131,7 +147,10 @@ def finish(report: dict[str, Any], offered_tokens_per_s: float | None = None) ->
     report["targets"] = [
         t.verdict(report)
         for t in targets_for(
-            report["scenario"], offered_tokens_per_s, report.get("provider", "fake")
+            report["scenario"],
+            offered_tokens_per_s,
+            report.get("provider", "fake"),
+            "state_lag_ms" in report,
         )
     ]
     report["machine"] = machine()

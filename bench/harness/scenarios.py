@@ -42,6 +42,9 @@ class Options:
     baseline: bool = True
     provider: str = "fake"
     """``fake`` (in the worker) or ``openai`` (the SDK against the bench's own upstream)."""
+    freshness: bool = False
+    """The whole stack (aggregator, analytics sink): how long after a job's stream ended
+    its state reads final and its analytics row lands."""
 
 
 DEFAULTS: dict[str, Options] = {
@@ -172,6 +175,7 @@ class Runner:
                     self.api_key,
                     self._concurrency(scenario, opts),
                     upstream if opts.provider == "openai" else None,
+                    opts.freshness,
                 )
             )
             self._not_ours = (server["pid"],)
@@ -218,13 +222,17 @@ class Runner:
             {**ours, "baseline": False}, spec, total, "tokenrelay", self.progress, self._not_ours
         )
         result = figures(raw)
+        for lag in ("state_lag_ms", "analytics_lag_ms"):
+            if raw.get(lag):
+                result[lag] = report.summarize(raw[lag])
         result["queue_wait_ms"] = {
             name: report.summarize(waits) for name, waits in raw["queue_wait_ms"].items()
         }
         result["idle_open"] = raw["idle_open"]
         if base is not None:
             target = {k: v for k, v in base.items() if k != "pid"}
-            base_raw = run_load(target, base_spec or spec, total, "baseline", self.progress)
+            plain = {**(base_spec or spec), "freshness": False}  # no state without a log
+            base_raw = run_load(target, plain, total, "baseline", self.progress)
             result["baseline"] = figures(base_raw)
         return result
 
@@ -234,6 +242,7 @@ class Runner:
             "connections": opts.connections,
             "timeout_s": opts.timeout_s,
             "watching": True,
+            "freshness": opts.freshness,
         }
 
     def _steady(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:

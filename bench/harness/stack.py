@@ -5,7 +5,8 @@ a temp data dir, a broker (``TOKENRELAY_KAFKA_BOOTSTRAP`` when it answers, else 
 throwaway local one, as ``bench.worker_scheduling.broker`` does), a fresh topic prefix
 and worker group, then ``tokenrelay serve worker --port P+1`` and ``tokenrelay serve
 ingest gateway --port P`` as child processes with the fake provider (or, for
-``--provider openai``, the ``openai`` provider against the bench's upstream). No aggregator:
+``--provider openai``, the ``openai`` provider against the bench's upstream). No aggregator
+unless ``--freshness`` (then the aggregator and the analytics sink too, as ``make up``):
 streams find a job's first event in the gateway's memory of recent records (or by a
 seek). Everything is stopped when the block ends, on an error or Ctrl-C too.
 """
@@ -48,9 +49,12 @@ class Stack:
 
 
 @contextmanager
-def own_stack(worker_concurrency: int, openai_url: str | None = None) -> Iterator[Stack]:
+def own_stack(
+    worker_concurrency: int, openai_url: str | None = None, whole: bool = False
+) -> Iterator[Stack]:
     """A fresh stack whose worker runs ``worker_concurrency`` jobs at once, with the
-    ``openai`` provider pointed at ``openai_url`` when given."""
+    ``openai`` provider pointed at ``openai_url`` when given; ``whole``: as ``make up``
+    runs it, with the aggregator and the analytics sink (the freshness figures)."""
     with ExitStack() as stack:
         bootstrap = stack.enter_context(broker(Settings()))
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tr-bench-")))
@@ -70,17 +74,32 @@ def own_stack(worker_concurrency: int, openai_url: str | None = None) -> Iterato
         if openai_url is not None:
             env |= {"OPENAI_API_KEY": "bench", "OPENAI_BASE_URL": openai_url}
         port = free_port()
+        children = []
+        face = ["ingest", "gateway"]
+        if whole:
+            agg = free_port()
+            env |= {
+                "TOKENRELAY_AGGREGATOR_PORT": str(agg),
+                "TOKENRELAY_AGGREGATOR_URL": f"http://127.0.0.1:{agg}",
+            }
+            log = data / "aggregator.log"
+            children.append(ServiceChild(["aggregator"], agg, env, log, command=["aggregator"]))
+            face.append("analytics")
         worker = ServiceChild(["worker"], free_port(), env, data / "worker.log")
-        public = ServiceChild(["ingest", "gateway"], port, env, data / "public.log")
-        for child in (worker, public):
+        public = ServiceChild(face, port, env, data / "public.log")
+        for child in (*children, worker, public):
             stack.callback(child.stop)
             child.start()
-        yield Stack(public.url, API_KEY, [public, worker])
+        yield Stack(public.url, API_KEY, [public, worker, *children])
 
 
 @contextmanager
 def stack_for(
-    url: str | None, api_key: str | None, worker_concurrency: int, openai_url: str | None = None
+    url: str | None,
+    api_key: str | None,
+    worker_concurrency: int,
+    openai_url: str | None = None,
+    whole: bool = False,
 ) -> Iterator[Stack]:
     """The stack at ``url`` as it is, or our own (see the module)."""
     if url:
@@ -88,5 +107,5 @@ def stack_for(
             raise ValueError("--url needs --api-key")
         yield Stack(url.rstrip("/"), api_key)
         return
-    with own_stack(worker_concurrency, openai_url) as stack:
+    with own_stack(worker_concurrency, openai_url, whole) as stack:
         yield stack

@@ -28,6 +28,10 @@ from bench.processes import serve_commands, use_uvloop
 from bench.sse_clients import READ_BYTES, TERMINAL, StreamError, sse_events, sse_fields
 
 IDLE_OPEN_CONCURRENCY = 100
+FRESH_POLL_S = 0.05
+"""How often a finished job's state, then its analytics row, is asked for (``freshness``)."""
+FRESH_GIVE_UP_S = 120.0
+FINAL = {"succeeded", "failed", "cancelled"}
 
 
 def now_us() -> int:
@@ -73,6 +77,10 @@ class Load:
         self.tasks: list[asyncio.Task[None]] = []
         self.writers: list[asyncio.StreamWriter] = []
         self.errors: Counter[str] = Counter()
+        self.freshness: bool = spec.get("freshness", False)
+        self.fresh: list[asyncio.Task[None]] = []
+        self.state_lag_ms: list[float] = []
+        self.analytics_lag_ms: list[float] = []
         self.tokens = self.accepted = 0
         self.first_token_us = self.last_token_us = 0
         self.began_us = self.ended_us = 0
@@ -89,6 +97,8 @@ class Load:
         if self.tasks:
             await asyncio.wait(self.tasks)
         self.ended_us = now_us()
+        if self.fresh:
+            await asyncio.wait(self.fresh)
 
     async def _open_idle(self, job_ids: list[str]) -> None:
         """Streams that only ever see ``queued``: open them all before the active load."""
@@ -207,9 +217,41 @@ class Load:
             self.queue_wait_ms[watch.group].append(orjson.loads(data)["queue_wait_ms"])
         elif kind in TERMINAL:
             watch.terminal = True
+            if self.freshness:
+                self.fresh.append(asyncio.create_task(self._fresh(watch.job_id, at)))
         if not watch.opened.done():
             watch.first_event_us = at
             watch.opened.set_result(None)
+
+    # --- freshness: how long after its stream ended a job reads final, then counts ----
+
+    async def _fresh(self, job_id: str, ended_us: int) -> None:
+        """The job's state (``GET /v1/jobs/{id}``), then its ``jobs`` row in ClickHouse,
+        asked for every ``FRESH_POLL_S`` from the moment its terminal event arrived here."""
+        sql = {"sql": f"SELECT count() FROM jobs WHERE job_id = '{job_id}'"}
+        give_up = ended_us + int(FRESH_GIVE_UP_S * 1e6)
+        try:
+            while True:
+                status, state = await self.pool.get(f"/v1/jobs/{job_id}")
+                if status == 200 and state.get("status") in FINAL:
+                    self.state_lag_ms.append((now_us() - ended_us) / 1000)
+                    break
+                if now_us() > give_up:
+                    self.errors["a state not final in time"] += 1
+                    return
+                await asyncio.sleep(FRESH_POLL_S)
+            while True:
+                status, answer, _ = await self.pool.post("/v1/analytics/sql", sql)
+                rows = answer.get("rows") if status == 200 else None
+                if rows and int(rows[0][0]) >= 1:  # type: ignore[index]
+                    self.analytics_lag_ms.append((now_us() - ended_us) / 1000)
+                    return
+                if now_us() > give_up:
+                    self.errors["an analytics row not in time"] += 1
+                    return
+                await asyncio.sleep(FRESH_POLL_S)
+        except HttpError as exc:
+            self.errors[str(exc)[:120]] += 1
 
     # --- what the parent reads ------------------------------------------------------
 
@@ -241,6 +283,8 @@ class Load:
                 (w.first_event_us - w.requested_us) / 1000 for w in self.watches if w.first_event_us
             ],
             "queue_wait_ms": dict(self.queue_wait_ms),
+            "state_lag_ms": self.state_lag_ms,
+            "analytics_lag_ms": self.analytics_lag_ms,
             "errors": dict(self.errors),
         }
 

@@ -92,3 +92,23 @@ def test_batch_scenario_counts_every_job_of_every_batch(
     assert report["submit_ms"]["max"] > 0  # type: ignore[index]
     assert report["baseline"]["jobs"] == 50  # type: ignore[index]
     assert [t["figure"] for t in report["targets"]] == ["accepted_jobs_per_s"]  # type: ignore[union-attr]
+
+
+def test_freshness_measures_the_whole_stack_state_and_analytics_after_each_stream(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--freshness``: the bench's own stack with the aggregator and the analytics sink;
+    for every job, how long after its terminal event reached the watcher its state read
+    final and its ``jobs`` row was in ClickHouse."""
+    monkeypatch.setenv("TOKENRELAY_KAFKA_BOOTSTRAP", kafka_bootstrap)
+    options = Options(jobs=3, max_tokens=10, tokens_per_s=100, freshness=True, baseline=False)
+    run("steady", None, None, options, True)
+    report = last_json_line(capsys.readouterr().out)
+
+    assert "errors" not in report, report.get("errors")
+    assert report["tokens"] == 30
+    state, analytics = report["state_lag_ms"], report["analytics_lag_ms"]
+    assert 0 <= state["p50"] <= state["max"]  # type: ignore[index]
+    assert state["p50"] <= analytics["p50"], "a row lands after the state it follows"  # type: ignore[index]
+    figures = {t["figure"] for t in report["targets"]}  # type: ignore[union-attr]
+    assert {"state_lag_ms.max", "analytics_lag_ms.max"} <= figures
