@@ -29,7 +29,9 @@ from bench.sse_clients import READ_BYTES, TERMINAL, StreamError, sse_events, sse
 
 IDLE_OPEN_CONCURRENCY = 100
 FRESH_POLL_S = 0.05
-"""How often a finished job's state, then its analytics row, is asked for (``freshness``)."""
+"""How often a finished job's state is asked for (``freshness``)."""
+ROWS_POLL_S = 0.1
+"""How often the jobs still awaited in ClickHouse are asked for, all in one query."""
 FRESH_GIVE_UP_S = 120.0
 FINAL = {"succeeded", "failed", "cancelled"}
 
@@ -81,6 +83,9 @@ class Load:
         self.fresh: list[asyncio.Task[None]] = []
         self.state_lag_ms: list[float] = []
         self.analytics_lag_ms: list[float] = []
+        self.unrecorded: dict[str, int] = {}
+        """Jobs whose state is final, by when their stream ended: their rows are awaited."""
+        self.recorder: asyncio.Task[None] | None = None
         self.tokens = self.accepted = 0
         self.first_token_us = self.last_token_us = 0
         self.began_us = self.ended_us = 0
@@ -99,6 +104,8 @@ class Load:
         self.ended_us = now_us()
         if self.fresh:
             await asyncio.wait(self.fresh)
+        while self.recorder is not None:
+            await asyncio.wait({self.recorder})
 
     async def _open_idle(self, job_ids: list[str]) -> None:
         """Streams that only ever see ``queued``: open them all before the active load."""
@@ -226,9 +233,8 @@ class Load:
     # --- freshness: how long after its stream ended a job reads final, then counts ----
 
     async def _fresh(self, job_id: str, ended_us: int) -> None:
-        """The job's state (``GET /v1/jobs/{id}``), then its ``jobs`` row in ClickHouse,
-        asked for every ``FRESH_POLL_S`` from the moment its terminal event arrived here."""
-        sql = {"sql": f"SELECT count() FROM jobs WHERE job_id = '{job_id}'"}
+        """The job's state (``GET /v1/jobs/{id}``) asked for every ``FRESH_POLL_S`` from the
+        moment its terminal event arrived here; then its analytics row is awaited."""
         give_up = ended_us + int(FRESH_GIVE_UP_S * 1e6)
         try:
             while True:
@@ -240,18 +246,35 @@ class Load:
                     self.errors["a state not final in time"] += 1
                     return
                 await asyncio.sleep(FRESH_POLL_S)
-            while True:
-                status, answer, _ = await self.pool.post("/v1/analytics/sql", sql)
-                rows = answer.get("rows") if status == 200 else None
-                if rows and int(rows[0][0]) >= 1:  # type: ignore[index]
-                    self.analytics_lag_ms.append((now_us() - ended_us) / 1000)
-                    return
-                if now_us() > give_up:
-                    self.errors["an analytics row not in time"] += 1
-                    return
-                await asyncio.sleep(FRESH_POLL_S)
         except HttpError as exc:
             self.errors[str(exc)[:120]] += 1
+            return
+        self.unrecorded[job_id] = ended_us
+        if self.recorder is None:
+            self.recorder = asyncio.create_task(self._rows())
+
+    async def _rows(self) -> None:
+        """Every ``ROWS_POLL_S``, one query for the ``jobs`` rows of every job still awaited
+        (one query, not one per job: the sink shares its process with the query)."""
+        while self.unrecorded:
+            await asyncio.sleep(ROWS_POLL_S)
+            ids = ", ".join(f"'{j}'" for j in self.unrecorded)
+            sql = {"sql": f"SELECT DISTINCT job_id FROM jobs WHERE job_id IN ({ids})"}
+            try:
+                status, answer, _ = await self.pool.post("/v1/analytics/sql", sql)
+            except HttpError as exc:
+                self.errors[str(exc)[:120]] += 1
+                continue
+            at = now_us()
+            for (job_id,) in answer.get("rows", []) if status == 200 else []:  # type: ignore[union-attr]
+                ended_us = self.unrecorded.pop(job_id, None)
+                if ended_us is not None:
+                    self.analytics_lag_ms.append((at - ended_us) / 1000)
+            for job_id, ended_us in list(self.unrecorded.items()):
+                if at - ended_us > FRESH_GIVE_UP_S * 1e6:
+                    self.errors["an analytics row not in time"] += 1
+                    del self.unrecorded[job_id]
+        self.recorder = None
 
     # --- what the parent reads ------------------------------------------------------
 
