@@ -49,6 +49,13 @@ class KafkaSettings(BaseModel):
     kafka_version: str = Field(
         default="4.1.1", description="Apache Kafka version the local broker runs."
     )
+    workers: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Worker processes `make up` runs (each `TOKENRELAY_WORKER_CONCURRENCY` jobs "
+        "at once; the group shares the job topics' partitions among them).",
+    )
     kafka_cache_dir: Path = Field(
         default=Path.home() / ".cache" / "tokenrelay" / "kafka",
         description="Where `mvn` puts Kafka's jars.",

@@ -2,7 +2,8 @@
 
 Starts the local broker unless ``TOKENRELAY_KAFKA_BOOTSTRAP`` points at one that
 answers, then one process for the public face (ingest + gateway + analytics, which
-owns the embedded ClickHouse), one worker process and one aggregator (job state),
+owns the embedded ClickHouse), ``TOKENRELAY_WORKERS`` worker processes (default one)
+and one aggregator (job state),
 waits until ``/readyz`` of the public face and of the aggregator say the stack can
 take, run and report a job, prints the URLs and the dev API key. A child that
 exits is restarted with backoff (``services.localdev.supervisor``), the broker it started
@@ -115,14 +116,27 @@ def _banner(settings: Settings, logs: Path, seconds: float) -> str:
         f"  health       {base}/readyz\n"
         f"  metrics      {base}/metrics\n"
         f"  analytics    {base}/v1/analytics/cost  (ClickHouse: {settings.clickhouse_dsn})\n"
-        f"  worker       http://{settings.http_host}:{settings.http_port + 1}/readyz\n"
-        f"  aggregator   {settings.aggregator_url}/readyz\n"
+        + "".join(
+            f"  {name:<12} http://{settings.http_host}:{p}/readyz\n"
+            for name, p in zip(worker_names(settings.workers), worker_ports(settings), strict=True)
+        )
+        + f"  aggregator   {settings.aggregator_url}/readyz\n"
         f"  API key      {key}\n"
         f"  logs         {logs}\n\n"
         f'  try:  .venv/bin/tokenrelay submit "hello" --stream\n'
         f"        .venv/bin/tokenrelay stats\n"
         f"Ctrl-C stops everything.\n"
     )
+
+
+def worker_names(count: int) -> list[str]:
+    """``worker`` alone, or ``worker-1`` … ``worker-N`` (each a log and a line in the banner)."""
+    return ["worker"] if count == 1 else [f"worker-{i}" for i in range(1, count + 1)]
+
+
+def worker_ports(settings: Settings) -> list[int]:
+    """The workers' health ports: right after the public face's."""
+    return [settings.http_port + i for i in range(1, settings.workers + 1)]
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -141,7 +155,7 @@ def up(settings: Settings) -> None:
     # The ports first: one that is taken stops ``up`` before it starts a broker.
     port = settings.http_port
     public_socket = _listen(settings.http_host, port)
-    worker_socket = _listen(settings.http_host, port + 1)
+    worker_sockets = [_listen(settings.http_host, p) for p in worker_ports(settings)]
     broker = _broker_unless_configured(settings)
     env = {
         **os.environ,
@@ -154,7 +168,10 @@ def up(settings: Settings) -> None:
     supervisor = Supervisor(
         [
             Child("public", public, logs / "public.log", env, public_socket),
-            Child("worker", ["serve", "worker"], logs / "worker.log", env, worker_socket),
+            *(
+                Child(name, ["serve", "worker"], logs / f"{name}.log", env, sock)
+                for name, sock in zip(worker_names(settings.workers), worker_sockets, strict=True)
+            ),
             Child("aggregator", ["aggregator"], logs / "aggregator.log", env),
         ],
         say=console.print,
