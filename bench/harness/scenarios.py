@@ -7,6 +7,7 @@ starts it, polls its progress into the progress bar (with a deadline), and colle
 
 from __future__ import annotations
 
+import threading
 import time
 from array import array
 from collections.abc import Callable
@@ -19,7 +20,7 @@ import httpx
 from bench.harness import baseline as baseline_server
 from bench.harness import report, watch
 from bench.harness.stack import Stack, stack_for
-from bench.processes import Remote, cpu_s, machine_busy_s
+from bench.processes import Remote, cpu_s, machine_busy_s, rss_kb
 from services.localdev.kafka import free_port
 
 POLL_S = 0.2
@@ -303,7 +304,11 @@ class Runner:
             try:
                 spec = {**self._stream_spec(o, [active]), "idle_ids": batch["job_ids"]}
                 base_spec = {**spec, "idle_ids": [f"idle-{i}" for i in range(o.idle)]}
-                out = self._both(stack, base, spec, o.jobs * o.max_tokens, base_spec)
+                public = stack.children[0].pid if stack.children else None
+                with PeakRss(public) as rss:
+                    out = self._both(stack, base, spec, o.jobs * o.max_tokens, base_spec)
+                if rss.grown_kb is not None:
+                    out["gateway_kb_per_stream"] = round(rss.grown_kb / (o.idle + o.jobs), 1)
             finally:
                 cancel = f"/v1/batches/{batch['batch_id']}/cancel"
                 client.post(cancel, headers=auth).raise_for_status()
@@ -324,6 +329,35 @@ class Runner:
         ]
         total = (o.jobs + o.urgent) * o.max_tokens
         return self._both(stack, None, self._stream_spec(o, groups), total)
+
+
+class PeakRss:
+    """The most a process's resident memory grew while the block ran (sampled every 0.2 s):
+    the public face's, for the memory each open stream costs the gateway."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.grown_kb: int | None = None
+        self._stop = threading.Event()
+        self._peak = 0
+
+    def __enter__(self) -> PeakRss:
+        if self.pid is not None:
+            self._before = rss_kb(self.pid)
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        assert self.pid is not None
+        while not self._stop.wait(0.2):
+            self._peak = max(self._peak, rss_kb(self.pid))
+
+    def __exit__(self, *_: object) -> None:
+        if self.pid is not None:
+            self._stop.set()
+            self._thread.join()
+            self.grown_kb = max(0, self._peak - self._before)
 
 
 def shape(result: dict[str, Any]) -> dict[str, Any]:
