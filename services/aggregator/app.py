@@ -4,17 +4,17 @@ One agent reduces every lifecycle record (``services.core.lifecycle``: every
 event of a job but its tokens, of which only progress ticks) into the ``jobs``
 table (key ``job_id``, changelog-backed, co-partitioned with the lifecycle topic
 and so with the tokens: a job's state lives on the partition number of its
-events), so the work per job does not grow with its tokens. A record's ``tokens-
-offset`` header, when present, is where the job's stream starts. A second agent
-follows the batch instructions on ``tokenrelay.jobs.control`` into the small
-``batch-flags`` table (is a batch paused). Each stored state is also published
-to the compacted ``tokenrelay.job-state``; a job removed by retention leaves a
-tombstone there.
+events), so the work per job does not grow with its tokens. A record's
+``tokens-offset`` header, when present, is where the job's stream starts. A
+second agent follows the batch instructions on ``tokenrelay.jobs.control``
+into the small ``batch-flags`` table (is a batch paused). Each stored state is
+also published to the compacted ``tokenrelay.job-state``; a job removed by
+retention leaves a tombstone there.
 
 Offsets are committed at least once, after the changelog writes they caused are
-flushed (Faust's order); the reducer makes a replayed event a no-op, and the
-derived figures in ``index`` are rebuilt from the table, so a crash neither
-loses nor double-counts anything.
+flushed (Faust's order, made strict by ``transport``); the reducer makes a
+replayed event a no-op, and the derived figures in ``index`` are rebuilt from
+the table, so a crash neither loses nor double-counts anything.
 """
 
 from __future__ import annotations

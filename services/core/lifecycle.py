@@ -14,10 +14,12 @@ A copy whose event's offset on the tokens topic is known carries it in the
 the copy) and ``started`` (the worker too). That offset is where a watcher
 without a cursor starts reading the job's stream (``JobState.attempt_start_offset``).
 
-Copies are written as their events are: the worker's terminal events and their
+Copies are written with their events: the worker's terminal events and their
 copies in one transaction; ``queued``'s copy with the job's command, once
-``queued`` itself is confirmed. So a copy never precedes its event on the tokens
-topic, and the reducer's rules make any order of a job's copies across attempts safe.
+``queued`` itself is confirmed; ``started``'s once ``started`` is; a tick right
+after its token. The worker's copies of one attempt keep their order (one
+producer, one partition); ``queued``'s may land after them, which the reducer
+treats as filling in, never as a new submission.
 """
 
 from __future__ import annotations
