@@ -34,7 +34,6 @@ class Located:
     partition: int
     first: JobEvent
     first_offset: int
-    headers: list[tuple[str, bytes]] | None = None
 
 
 async def locate(
@@ -60,7 +59,7 @@ async def locate(
     while loop.time() < give_up:
         for rec in await consumer.poll(500, 0.2):
             if rec.key == key and rec.value is not None and rec.partition == partition:
-                return Located(partition, decode_event(rec.value), rec.offset, rec.headers)
+                return Located(partition, decode_event(rec.value), rec.offset)
         if await consumer.position(topic, partition) >= high:
             return None
     return None
