@@ -68,8 +68,8 @@ class JobStates:
         return decode_state(raw) if raw is not None else None
 
     def apply(self, event: JobEvent, partition: int, offset: int | None) -> Outcome:
-        """Reduce ``event`` read on ``partition``; ``offset``: its offset on the tokens topic,
-        when its record says (``services.core.lifecycle``)."""
+        """Reduce ``event`` read on ``partition`` at ``offset`` of the tokens topic (None:
+        not known, as for a copy on the lifecycle topic without ``tokens-offset``)."""
         old = self.get(event.job_id)
         new = reduce(old, event, partition=partition, offset=offset)
         if new is old:

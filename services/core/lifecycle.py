@@ -1,5 +1,5 @@
-"""``tokenrelay.lifecycle``: what the job-state and analytics readers consume instead of
-every token.
+"""``tokenrelay.lifecycle``: what a reader of what happens to jobs (the analytics sink,
+cancel's lookup) consumes instead of every token.
 
 Beside each event a job puts on ``tokenrelay.tokens``, its writer puts a copy on
 ``tokenrelay.lifecycle`` (same key, so the same partition number) when the event

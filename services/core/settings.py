@@ -265,8 +265,8 @@ class WorkerSettings(BaseModel):
     progress_tick_s: float = Field(
         default=0.5,
         gt=0,
-        description="A running job's token count reaches `tokenrelay.lifecycle` (so its state "
-        "and batch progress) at its first token, then at most once per tick.",
+        description="A running job's token count reaches `tokenrelay.lifecycle` (and the "
+        "analytics sink) at its first token, then at most once per tick.",
     )
     worker_id: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
