@@ -62,31 +62,30 @@ class Pool:
 
     async def get(self, path: str) -> tuple[int, dict[str, object]]:
         """GET ``path``; the status and the decoded answer."""
-        reader, writer = await self._borrow()
-        try:
-            writer.write(self.endpoint.head("GET", path, "\r\n"))
-            status, _, answer = await read_response(reader)
-        except (OSError, asyncio.IncompleteReadError) as exc:
-            writer.close()
-            self._opened -= 1
-            raise HttpError(f"GET {path}: {exc!r}") from exc
-        self._idle.put_nowait((reader, writer))
-        return status, orjson.loads(answer) if answer else {}
+        status, answer, _ = await self._request("GET", path, "\r\n")
+        return status, answer
 
     async def post(self, path: str, body: dict[str, object]) -> tuple[int, dict[str, object], int]:
         """POST ``body`` as JSON; the status, the decoded answer, and when (µs since the epoch)
         the request went out, so that waiting for a free connection is not counted."""
         data = orjson.dumps(body)
         extra = f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        return await self._request("POST", path, extra, data)
+
+    async def _request(
+        self, method: str, path: str, extra: str, data: bytes = b""
+    ) -> tuple[int, dict[str, object], int]:
+        """One request on a borrowed connection, given back after the answer (closed on an
+        error); the status, the decoded answer and when the request went out."""
         reader, writer = await self._borrow()
         try:
             sent_us = time.time_ns() // 1000
-            writer.write(self.endpoint.head("POST", path, extra) + data)
+            writer.write(self.endpoint.head(method, path, extra) + data)
             status, _, answer = await read_response(reader)
         except (OSError, asyncio.IncompleteReadError) as exc:
             writer.close()
             self._opened -= 1
-            raise HttpError(f"POST {path}: {exc!r}") from exc
+            raise HttpError(f"{method} {path}: {exc!r}") from exc
         self._idle.put_nowait((reader, writer))
         return status, orjson.loads(answer) if answer else {}, sent_us
 

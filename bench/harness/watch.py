@@ -139,36 +139,38 @@ class Load:
             launched.append(asyncio.create_task(self._job(group, i)))
         await asyncio.gather(*launched)
 
+    async def _submit(
+        self, path: str, body: dict[str, object]
+    ) -> tuple[dict[str, object], int] | None:
+        """POST a submission, timed; its answer and when it went out, or None (counted among
+        the errors) unless it was accepted."""
+        try:
+            status, answer, sent_us = await self.pool.post(path, body)
+        except HttpError as exc:
+            self.errors[str(exc)[:120]] += 1
+            return None
+        self.submit_ms.append((now_us() - sent_us) / 1000)
+        if status != 202:
+            self.errors[f"POST {path}: {status} {str(answer)[:80]}"] += 1
+            return None
+        return answer, sent_us
+
     async def _batch(self, group: dict[str, Any], first: int, count: int) -> None:
         body, name = group["body"], group["name"]
         jobs = [{**body, "prompt": f"{name} {first + i}"} for i in range(count)]
-        try:
-            status, answer, sent_us = await self.pool.post("/v1/batches", {"jobs": jobs})
-        except HttpError as exc:
-            self.errors[str(exc)[:120]] += 1
-            return
-        self.submit_ms.append((now_us() - sent_us) / 1000)
-        if status != 202:
-            self.errors[f"POST /v1/batches: {status} {str(answer)[:80]}"] += 1
-            return
-        self.accepted += len(answer["job_ids"])  # type: ignore[arg-type]
+        accepted = await self._submit("/v1/batches", {"jobs": jobs})
+        if accepted is not None:
+            self.accepted += len(accepted[0]["job_ids"])  # type: ignore[arg-type]
 
     async def _job(self, group: dict[str, Any], i: int) -> None:
         body, name = group["body"], group["name"]
         if self.baseline and group.get("watch", True):
             job_id, submit_us = f"{name}-{i}", now_us()
         else:
-            try:
-                status, answer, submit_us = await self.pool.post(
-                    "/v1/jobs", {**body, "prompt": f"{name} {i}"}
-                )
-            except HttpError as exc:
-                self.errors[str(exc)[:120]] += 1
+            accepted = await self._submit("/v1/jobs", {**body, "prompt": f"{name} {i}"})
+            if accepted is None:
                 return
-            self.submit_ms.append((now_us() - submit_us) / 1000)
-            if status != 202:
-                self.errors[f"POST /v1/jobs: {status} {str(answer)[:80]}"] += 1
-                return
+            answer, submit_us = accepted
             self.accepted += 1
             job_id = str(answer["job_id"])
         if not group.get("watch", True):
