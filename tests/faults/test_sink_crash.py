@@ -42,6 +42,7 @@ from tests.support.analytics import (
     totals_of_rows,
     write_prices,
 )
+from tests.support.metrics import metric_total
 from tests.support.polling import until
 from tests.support.stack import running
 from tests.support.topic_reader import TopicReader, events_reader
@@ -256,7 +257,5 @@ async def test_kill_9_inside_a_batch_then_restart(
 
 
 def _replayed_batches(url: str) -> float:
-    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith("tokenrelay_sink_replayed_batches_total "):
-            return float(line.split()[1])
-    return 0.0
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return metric_total(text, "tokenrelay_sink_replayed_batches_total")

@@ -31,16 +31,22 @@ from tests.support.workers import settings_env
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 
-def two_free_ports() -> int:
-    """A port p with p + 1 free too (``up`` serves the worker on the next port)."""
+def free_ports_after(count: int) -> int:
+    """A free port p with p + 1 … p + ``count`` free too (``up`` serves its workers on the
+    ports after the public face's)."""
     while True:
         port = free_port()
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
+        if all(_free(port + i) for i in range(1, count + 1)):
+            return port
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def children(pid: int) -> dict[str, int]:
@@ -114,7 +120,7 @@ def tokenrelay_up(
 def test_up_restarts_killed_parts_and_gives_up_on_a_crash_loop(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    port = two_free_ports()
+    port = free_ports_after(1)
     settings = make_settings(http_port=port, aggregator_port=free_port())
     public, worker = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
     aggregator = f"http://127.0.0.1:{settings.aggregator_port}"
@@ -144,8 +150,9 @@ def test_up_restarts_killed_parts_and_gives_up_on_a_crash_loop(
         assert asked_meanwhile.status_code == 200, "a request made during the restart is answered"
         wait_for(
             "a new public face",
-            lambda: children(up.pid).get("public") not in (None, second["public"])
-            and ready(public),
+            lambda: (
+                children(up.pid).get("public") not in (None, second["public"]) and ready(public)
+            ),
             90,
             output,
         )

@@ -5,39 +5,27 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.kafka import KafkaClients
 from services.core.settings import Settings
 from services.localdev.kafka import free_port
 from services.localdev.stack import worker_names, worker_ports
 from tests.conftest import ALICE
-from tests.faults.test_up_supervisor import ready, tokenrelay_up, wait_for, what_happened
+from tests.faults.test_up_supervisor import (
+    free_ports_after,
+    ready,
+    tokenrelay_up,
+    wait_for,
+    what_happened,
+)
+from tests.support.metrics import metric_total
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
-
-
-def three_free_ports() -> int:
-    """A port p with p + 1 and p + 2 free too (the two workers' health ports)."""
-    while True:
-        port = free_port()
-        if all(_free(port + i) for i in (1, 2)):
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def test_names_and_ports_of_the_workers() -> None:
@@ -50,7 +38,7 @@ def test_names_and_ports_of_the_workers() -> None:
 def test_two_workers_join_the_group_and_both_run_jobs(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    port = three_free_ports()
+    port = free_ports_after(2)  # the two workers' health ports
     settings = make_settings(
         http_port=port, aggregator_port=free_port(), workers=2, topic_partitions=4
     )
@@ -91,9 +79,4 @@ def test_two_workers_join_the_group_and_both_run_jobs(
 def _finished(worker: str) -> float:
     """Attempts the worker at this health URL ended (its ``/metrics``)."""
     text = httpx.get(f"{worker}/metrics", timeout=10).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "tokenrelay_jobs_finished_total"
-    )
+    return metric_total(text, "tokenrelay_jobs_finished_total")

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from services.core.settings import Settings
 from services.localdev.kafka import free_port
 from tests.conftest import ADMIN, ALICE
 from tests.support.aggregators import aggregator_process, with_aggregator_port
 from tests.support.analytics import analytics_process, run_sql
+from tests.support.metrics import metric_total
 from tests.support.polling import until
 from tests.support.stack import running
 
@@ -30,13 +30,7 @@ pytestmark = pytest.mark.kafka
 
 async def counter(client: httpx.AsyncClient, url: str, name: str) -> float:
     """The sum of ``name``'s samples (every label) on the ``/metrics`` at ``url``."""
-    text = (await client.get(f"{url}/metrics", headers=ADMIN)).text
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == name
-    )
+    return metric_total((await client.get(f"{url}/metrics", headers=ADMIN)).text, name)
 
 
 @pytest.mark.timeout(300)

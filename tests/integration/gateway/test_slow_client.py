@@ -14,6 +14,7 @@ from services.localdev.kafka import free_port
 from tests.conftest import ALICE
 from tests.support.gateways import gateway_process
 from tests.support.jobs import submit
+from tests.support.metrics import metric_total
 from tests.support.polling import until
 from tests.support.sse import SseEvent, SseParser, parse_sse_lines, read_events_async
 from tests.support.stack import running
@@ -136,10 +137,8 @@ async def flood(c: httpx.AsyncClient, ingest: str) -> str:
 
 
 async def cut_offs(c: httpx.AsyncClient) -> float:
-    for line in (await c.get("/metrics")).text.splitlines():
-        if line.startswith("tokenrelay_stream_slow_clients_cut_total "):
-            return float(line.split()[1])
-    return 0.0
+    text = (await c.get("/metrics")).text
+    return metric_total(text, "tokenrelay_stream_slow_clients_cut_total")
 
 
 async def test_a_stalled_client_is_cut_off_and_the_others_do_not_wait(
