@@ -67,9 +67,7 @@ class JobStates:
         raw = self._load(job_id)
         return decode_state(raw) if raw is not None else None
 
-    def apply(self, event: JobEvent, partition: int, offset: int | None) -> Outcome:
-        """Reduce ``event`` read on ``partition`` at ``offset`` of the tokens topic (None:
-        not known, as for a copy on the lifecycle topic without ``tokens-offset``)."""
+    def apply(self, event: JobEvent, partition: int, offset: int) -> Outcome:
         old = self.get(event.job_id)
         new = reduce(old, event, partition=partition, offset=offset)
         if new is old:

@@ -51,13 +51,6 @@ def tokens_offset(headers: Headers | None) -> int | None:
     return None
 
 
-def lifecycle_copy(
-    topic: str, key: str, value: bytes, tokens_offset: int | None = None
-) -> OutRecord:
-    """The copy of an event (already encoded) for ``tokenrelay.lifecycle``."""
-    return OutRecord(topic, key, value, copy_headers(None, tokens_offset))
-
-
 def event_records(topics: Topics, key: str, value: bytes) -> list[OutRecord]:
     """A lifecycle event (encoded) for one transaction: on the tokens topic and its copy."""
-    return [OutRecord(topics.tokens, key, value), lifecycle_copy(topics.lifecycle, key, value)]
+    return [OutRecord(topics.tokens, key, value), OutRecord(topics.lifecycle, key, value)]
