@@ -2,24 +2,23 @@
 
 One agent reduces every event into the ``jobs`` table (key ``job_id``,
 changelog-backed, co-partitioned with the tokens topic: a job's state lives on
-the partition of its events). It reads the tokens themselves, not
-``tokenrelay.lifecycle`` as the analytics sink does: read from the lifecycle
-topic, the kill -9 test of the changelog-only store (``memory://``) lost a
-committed job's events in two of four full runs (a state without its
-``started``; a job never final), for a cause not found yet. A second agent
+the partition of its events). A second agent
 follows the batch instructions on ``tokenrelay.jobs.control`` into the small
 ``batch-flags`` table (is a batch paused). Each stored state is also published
 to the compacted ``tokenrelay.job-state``; a job removed by retention leaves a
 tombstone there.
 
-Offsets are committed at least once, after the changelog writes they caused are
-flushed (Faust's order, made strict by ``transport``); the reducer makes a
-replayed event a no-op, and the derived figures in ``index`` are rebuilt from
-the table, so a crash neither loses nor double-counts anything.
+Offsets are committed at least once, after the broker acknowledged the
+changelog writes they caused (``transport``); the reducer makes a replayed
+event a no-op, and the derived figures in ``index`` are rebuilt from the table,
+so a crash neither loses nor double-counts anything. After a crash or a
+rebalance, reads wait until the events past the last commit are replayed
+(``catch_up``): a state once answered never goes back.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -31,7 +30,7 @@ from schemas.control import Cancel, CancelBatch, PauseBatch, ResumeBatch, parse_
 from schemas.dead_letter import DeadLetter
 from schemas.events import parse_event
 from schemas.state import JobState
-from services.aggregator import transport
+from services.aggregator import catch_up, transport
 from services.aggregator.index import JobIndex
 from services.aggregator.processor import JobStates, decode_state, encode_state
 from services.core.ids import now_us
@@ -148,6 +147,12 @@ class Aggregator:
         self._settled = False
         self._assignment_changed = True
         self._revoked: set[int] = set()
+        # Per owned partition, the last record it held when it was assigned: reads wait
+        # until it is applied (``catch_up``). None until known for this assignment.
+        self._catch_up: dict[int, int] | None = None
+        self._assignments = 0
+        self._catch_up_task: asyncio.Future[None] | None = None
+        self._clients = KafkaClients.of(settings)
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_rebalance_complete.connect(self._on_recovered)
@@ -155,7 +160,7 @@ class Aggregator:
         self.app.agent(self.control, name="batch-control")(self._on_control)
         self.app.timer(RETENTION_SWEEP_S)(self._sweep)
         expected = {topics.tokens, topics.control, topics.job_state, topics.dlq}
-        self.kafka = Probe("kafka", kafka_answers(KafkaClients.of(settings).admin(), expected))
+        self.kafka = Probe("kafka", kafka_answers(self._clients.admin(), expected))
         self.app.task(self.kafka.run)
 
     # --- state --------------------------------------------------------------------
@@ -186,29 +191,68 @@ class Aggregator:
         return out
 
     def ready(self) -> bool:
-        """Partitions assigned and their tables recovered: reads are whole."""
-        return self._settled and bool(self.active_partitions())
+        """Partitions assigned, their tables recovered, and the events their last owner
+        may have applied past its last commit replayed: reads are whole, and never older
+        than what was answered before a crash or a rebalance."""
+        return self._settled and bool(self.active_partitions()) and self._caught_up()
+
+    def _caught_up(self) -> bool:
+        if self._catch_up is None:
+            return False
+        if self._catch_up and catch_up.caught_up(self._catch_up, self.reached()):
+            log.info("caught up with partitions %s", sorted(self._catch_up))
+            self._catch_up = {}
+        return not self._catch_up
 
     def not_ready_reasons(self) -> list[str]:
-        """Why ``/readyz`` says 503: Kafka does not answer, or the tables are not whole."""
+        """Why ``/readyz`` says 503: Kafka does not answer, or the reads are not whole."""
         reasons = [r for r in [self.kafka.reason()] if r]
-        if not self.ready():
+        if not (self._settled and self.active_partitions()):
             reasons.append("recovering the tables of this instance's partitions")
+        elif not self._caught_up():
+            reasons.append("replaying the events applied before the last commit")
         return reasons
 
     async def _on_assigned(self, *_args: Any, **_kwargs: Any) -> None:
         self._settled = False
+        self._catch_up = None
+        self._assignments += 1
 
     async def _on_revoked(self, *args: Any, **_kwargs: Any) -> None:
         """What memory holds for a revoked partition may be stale when it comes back."""
         revoked: set[Any] = args[1] if len(args) > 1 else set()  # (sender, revoked)
         self._settled = False
+        self._catch_up = None
+        self._assignments += 1
         topic = self.tokens.get_topic_name()
         self._revoked |= {tp.partition for tp in revoked if tp.topic == topic}
 
     async def _on_recovered(self, *_args: Any, **_kwargs: Any) -> None:
         self._settled = True
         self._assignment_changed = True
+        self._catch_up_task = asyncio.ensure_future(self._find_catch_up(self._assignments))
+
+    async def _find_catch_up(self, assignment: int) -> None:
+        """Learn the last record of each owned partition, retrying while Kafka does not
+        answer; given up once the assignment changes (the next one asks again)."""
+        delay = 0.5
+        while assignment == self._assignments:
+            owned = self.active_partitions()
+            try:
+                found = await catch_up.targets(
+                    self._clients,
+                    self.tokens.get_topic_name(),
+                    self.settings.topic_partitions,
+                    owned,
+                )
+            except Exception as exc:  # Kafka down or slow: ask again
+                log.warning("last records of partitions %s not read yet: %s", sorted(owned), exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if assignment == self._assignments:
+                self._catch_up = found
+            return
 
     def sync_partitions(self) -> None:
         """Bring the index in line with the partitions this instance owns now."""
@@ -255,6 +299,7 @@ class Aggregator:
                 ev = parse_event(event.value)
             except ValidationError as exc:
                 await self._dead_letter(message, exc)
+                self.applied[message.partition] = message.offset
                 continue
             outcome = self.states.apply(ev, message.partition, message.offset)
             self.applied[message.partition] = message.offset

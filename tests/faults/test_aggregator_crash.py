@@ -18,6 +18,7 @@ from tests.conftest import ALICE
 from tests.support.aggregators import aggregator_process, get_state, with_aggregator_port
 from tests.support.stack import running
 from tests.support.topic_reader import events_reader
+from tests.support.workers import ChildProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
@@ -54,7 +55,7 @@ async def test_kill_9_under_load_then_restart(
                 for job, state in before.items():
                     if state and state["finished_at"] is not None:
                         assert get_state(agg.url, job) == state, "a finished job's state changed"
-                after = await _when_all_finished(agg.url, jobs)
+                after = await _when_all_finished(agg, jobs, settings)
                 batch = (await c.get(f"/v1/batches/{batch_id}", headers=ALICE)).json()
 
     async with events_reader(
@@ -95,11 +96,45 @@ async def _when_some_finished(c: httpx.AsyncClient, batch_id: str, at_least: int
         await asyncio.sleep(0.05)
 
 
-async def _when_all_finished(url: str, jobs: list[str]) -> dict[str, Any]:
-    give_up = time.monotonic() + 120
-    while True:
-        states = {j: get_state(url, j) for j in jobs}
-        if all(s and s["finished_at"] is not None for s in states.values()):
-            return states
-        assert time.monotonic() < give_up, "jobs did not finish"
-        await asyncio.sleep(0.2)
+async def _when_all_finished(
+    agg: ChildProcess, jobs: list[str], settings: Settings
+) -> dict[str, Any]:
+    """Every job's state once all are final; on a timeout, which are not, what the tokens
+    topic holds of them (where each event sits), and the aggregator's log."""
+    give_up = time.monotonic() + 60
+    with httpx.Client(base_url=agg.url, timeout=10) as http:
+        while True:
+            states = {j: _state(http, j) for j in jobs}
+            unfinished = {j: s for j, s in states.items() if not s or s["finished_at"] is None}
+            if not unfinished:
+                return states
+            if time.monotonic() > give_up:
+                break
+            await asyncio.sleep(0.2)
+    async with events_reader(
+        settings.kafka_bootstrap, settings.topics.tokens, settings.topic_partitions
+    ) as reader:
+        await reader.until(lambda _: True)
+        await reader.until(lambda _: True)
+    in_topic = {
+        j: [
+            f"{ev.type}@{rec.partition}:{rec.offset}"
+            for rec, ev in reader.items
+            if ev.job_id == j and ev.type != "token"
+        ]
+        for j in unfinished
+    }
+    pytest.fail(
+        f"{len(unfinished)} jobs not final after 60 s\nstates: {unfinished}\n"
+        f"their events other than tokens in the topic: {in_topic}\n"
+        f"aggregator log:\n{agg.tail(120)}"
+    )
+
+
+def _state(http: httpx.Client, job_id: str) -> dict[str, Any] | None:
+    r = http.get(f"/jobs/{job_id}")
+    if r.status_code == 404:
+        return None
+    r.raise_for_status()
+    body: dict[str, Any] = r.json()
+    return body

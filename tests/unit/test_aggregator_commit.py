@@ -1,35 +1,39 @@
-"""The aggregator commits an offset only once the changelog writes before it left Faust's
-buffer, whose own flush may give up with messages still in it."""
+"""The aggregator commits an offset only once the broker acknowledged every table write in
+flight when the commit began: a write still on its way into the client counts."""
 
 from __future__ import annotations
 
-from services.aggregator.transport import drained
+import asyncio
+
+import pytest
+
+from services.aggregator.transport import ChangelogWriteError, acknowledged
 
 
-class GivingUpBuffer:
-    """Like Faust's: each flush sends at most ``per_flush`` messages, then gives up."""
-
-    def __init__(self, size: int, per_flush: int) -> None:
-        self.size, self.per_flush, self.flushes = size, per_flush, 0
-
-    async def flush(self) -> None:
-        self.flushes += 1
-        self.size = max(0, self.size - self.per_flush)
+async def test_a_commit_waits_for_writes_acknowledged_after_it_began() -> None:
+    loop = asyncio.get_running_loop()
+    sends = [loop.create_future() for _ in range(3)]
+    for i, send in enumerate(sends):
+        loop.call_later(0.01 * (i + 1), send.set_result, i)
+    assert await acknowledged(sends)
+    assert all(s.done() for s in sends)
 
 
-async def test_the_buffer_is_flushed_until_empty_however_often_a_flush_gives_up() -> None:
-    buffer = GivingUpBuffer(size=7, per_flush=2)
-    assert await drained(buffer)
-    assert buffer.size == 0 and buffer.flushes == 4
+async def test_nothing_in_flight_commits_at_once() -> None:
+    assert await acknowledged([])
 
 
-async def test_an_empty_buffer_commits_at_once() -> None:
-    buffer = GivingUpBuffer(size=0, per_flush=1)
-    assert await drained(buffer)
-    assert buffer.flushes == 0
+async def test_a_write_never_acknowledged_skips_the_commit_after_the_deadline() -> None:
+    loop = asyncio.get_running_loop()
+    done, stuck = loop.create_future(), loop.create_future()
+    done.set_result(0)
+    assert not await acknowledged([done, stuck], deadline_s=0.05)
+    assert not stuck.done()
 
 
-async def test_a_buffer_that_never_empties_skips_the_commit_after_the_deadline() -> None:
-    buffer = GivingUpBuffer(size=3, per_flush=0)
-    assert not await drained(buffer, deadline_s=0.05)
-    assert buffer.size == 3
+async def test_a_refused_write_is_never_committed_past() -> None:
+    loop = asyncio.get_running_loop()
+    refused = loop.create_future()
+    refused.set_exception(RuntimeError("MessageSizeTooLarge"))
+    with pytest.raises(ChangelogWriteError, match="MessageSizeTooLarge"):
+        await acknowledged([refused])
