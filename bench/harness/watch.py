@@ -228,32 +228,32 @@ class Load:
             watch.terminal = True
             if self.freshness:
                 self.fresh.append(asyncio.create_task(self._fresh(watch.job_id, at)))
+                self.unrecorded[watch.job_id] = at
+                if self.recorder is None:
+                    self.recorder = asyncio.create_task(self._rows())
         if not watch.opened.done():
             watch.first_event_us = at
             watch.opened.set_result(None)
 
-    # --- freshness: how long after its stream ended a job reads final, then counts ----
+    # --- freshness: how long after its stream ended a job reads final, and is counted ---
 
     async def _fresh(self, job_id: str, ended_us: int) -> None:
         """The job's state (``GET /v1/jobs/{id}``) asked for every ``FRESH_POLL_S`` from the
-        moment its terminal event arrived here; then its analytics row is awaited."""
+        moment its terminal event arrived here (its analytics row is awaited meanwhile, on
+        its own: ``_rows``)."""
         give_up = ended_us + int(FRESH_GIVE_UP_S * 1e6)
         try:
             while True:
                 status, state = await self.pool.get(f"/v1/jobs/{job_id}")
                 if status == 200 and state.get("status") in FINAL:
                     self.state_lag_ms.append((now_us() - ended_us) / 1000)
-                    break
+                    return
                 if now_us() > give_up:
                     self.errors["a state not final in time"] += 1
                     return
                 await asyncio.sleep(FRESH_POLL_S)
         except HttpError as exc:
             self.errors[str(exc)[:120]] += 1
-            return
-        self.unrecorded[job_id] = ended_us
-        if self.recorder is None:
-            self.recorder = asyncio.create_task(self._rows())
 
     async def _rows(self) -> None:
         """Every ``ROWS_POLL_S``, one query for the ``jobs`` rows of every job still awaited

@@ -250,8 +250,16 @@ class Aggregator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            if assignment == self._assignments:
-                self._catch_up = found
+            if assignment != self._assignments:
+                log.info("partitions reassigned while their last records were read")
+                return
+            self._catch_up = found
+            reached = self.reached()
+            log.info(
+                "catching up: %s",
+                ", ".join(f"[{p}] to {o} (at {reached.get(p, -1)})" for p, o in found.items())
+                or "nothing to replay",
+            )
             return
 
     def sync_partitions(self) -> None:

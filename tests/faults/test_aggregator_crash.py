@@ -100,7 +100,7 @@ async def _when_all_finished(
     agg: ChildProcess, jobs: list[str], settings: Settings
 ) -> dict[str, Any]:
     """Every job's state once all are final; on a timeout, which are not, what the tokens
-    topic holds of them (where each event sits), and the aggregator's log."""
+    and lifecycle topics hold of them (where each event sits), and the aggregator's log."""
     give_up = time.monotonic() + 60
     with httpx.Client(base_url=agg.url, timeout=10) as http:
         while True:
@@ -111,24 +111,31 @@ async def _when_all_finished(
             if time.monotonic() > give_up:
                 break
             await asyncio.sleep(0.2)
-    async with events_reader(
-        settings.kafka_bootstrap, settings.topics.tokens, settings.topic_partitions
-    ) as reader:
-        await reader.until(lambda _: True)
-        await reader.until(lambda _: True)
-    in_topic = {
-        j: [
-            f"{ev.type}@{rec.partition}:{rec.offset}"
-            for rec, ev in reader.items
-            if ev.job_id == j and ev.type != "token"
-        ]
-        for j in unfinished
+    topics = settings.topics
+    in_topics = {
+        topic: await _whole_topic(settings, topic, set(unfinished))
+        for topic in (topics.tokens, topics.lifecycle)
     }
     pytest.fail(
         f"{len(unfinished)} jobs not final after 60 s\nstates: {unfinished}\n"
-        f"their events other than tokens in the topic: {in_topic}\n"
+        f"their events other than tokens: {in_topics}\n"
         f"aggregator log:\n{agg.tail(120)}"
     )
+
+
+async def _whole_topic(settings: Settings, topic: str, jobs: set[str]) -> dict[str, list[str]]:
+    """Each job's events other than tokens on ``topic``, as ``type@partition:offset``, read
+    until a poll brings nothing new."""
+    async with events_reader(settings.kafka_bootstrap, topic, settings.topic_partitions) as r:
+        seen = -1
+        while seen != len(r.items):
+            seen = len(r.items)
+            await r.until(lambda _: True)
+    found: dict[str, list[str]] = {j: [] for j in jobs}
+    for rec, ev in r.items:
+        if ev.job_id in jobs and ev.type != "token":
+            found[ev.job_id].append(f"{ev.type}@{rec.partition}:{rec.offset}")
+    return found
 
 
 def _state(http: httpx.Client, job_id: str) -> dict[str, Any] | None:
