@@ -16,6 +16,7 @@ backwards, a growing window at a time, until a window holds a record.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Mapping
 
 from services.core.job_log import reader
@@ -24,6 +25,8 @@ from services.core.kafka import Consumer, KafkaClients
 FIRST_WINDOW = 64
 """Records read back from the end at first; a tail of markers only is rare and short."""
 DEADLINE_S = 30.0
+
+log = logging.getLogger(__name__)
 
 
 async def targets(
@@ -34,6 +37,7 @@ async def targets(
     if not owned:
         return {}
     ends = await clients.admin().end_offsets(topic, partitions)
+    log.info("last stable offsets of %s: %s", topic, {p: ends[p] for p in owned})
     found: dict[int, int] = {}
     async with reader(clients, "catch-up") as consumer:
         for p in owned:

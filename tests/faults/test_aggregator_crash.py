@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from schemas.state import JobState
@@ -17,7 +18,7 @@ from services.core.settings import Settings
 from tests.conftest import ALICE
 from tests.support.aggregators import aggregator_process, get_state, with_aggregator_port
 from tests.support.stack import running
-from tests.support.topic_reader import events_reader
+from tests.support.topic_reader import TopicReader, events_reader
 from tests.support.workers import ChildProcess
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
@@ -116,9 +117,11 @@ async def _when_all_finished(
         topic: await _whole_topic(settings, topic, set(unfinished))
         for topic in (topics.tokens, topics.lifecycle)
     }
+    changelog = await _changelog(settings, set(unfinished))
     pytest.fail(
         f"{len(unfinished)} jobs not final after 60 s\nstates: {unfinished}\n"
         f"their events other than tokens: {in_topics}\n"
+        f"their states in the changelog: {changelog}\n"
         f"aggregator log:\n{agg.tail(120)}"
     )
 
@@ -135,6 +138,25 @@ async def _whole_topic(settings: Settings, topic: str, jobs: set[str]) -> dict[s
     for rec, ev in r.items:
         if ev.job_id in jobs and ev.type != "token":
             found[ev.job_id].append(f"{ev.type}@{rec.partition}:{rec.offset}")
+    return found
+
+
+async def _changelog(settings: Settings, jobs: set[str]) -> dict[str, list[str]]:
+    """Each job's states in the jobs table's changelog, as ``status/seq@partition:offset``."""
+    topic = f"{settings.topic_prefix}-aggregator-jobs-changelog"
+    keep = {j.encode() for j in jobs}
+    reader = TopicReader(settings.kafka_bootstrap, topic, settings.topic_partitions, bytes)
+    async with reader as r:
+        seen = -1
+        while seen != len(r.items):
+            seen = len(r.items)
+            await r.until(lambda _: True)
+    found: dict[str, list[str]] = {j: [] for j in jobs}
+    for rec, raw in r.items:
+        if rec.key in keep:
+            state = orjson.loads(raw)
+            where = f"{rec.partition}:{rec.offset}"
+            found[rec.key.decode()].append(f"{state['status']}/{state['seq']}@{where}")
     return found
 
 
