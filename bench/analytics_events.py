@@ -186,12 +186,12 @@ async def prepare(
     """Create the topics and produce every dataset; their end offsets."""
     prices = load_prices()
     check_schema(prices)
-    sets = [Dataset("lifecycle only", f"{prefix}.tokens", jobs, 0)]
+    sets = [Dataset("lifecycle only", f"{prefix}.lifecycle", jobs, 0)]
     if token_jobs:
         sets.append(
             Dataset(
                 f"+{tokens_per_job} token events/job",
-                f"{prefix}-tok.tokens",
+                f"{prefix}-tok.lifecycle",
                 token_jobs,
                 tokens_per_job,
             )

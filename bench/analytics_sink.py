@@ -1,4 +1,4 @@
-"""Analytics sink: ≥ 100,000 event rows/s from ``tokenrelay.tokens`` into chDB (the target).
+"""Analytics sink: ≥ 100,000 event rows/s from ``tokenrelay.lifecycle`` into chDB (the target).
 
 ``python -m bench.analytics_sink`` (also part of ``make bench``; ``--quick`` for a short smoke
 run, ``--help`` for the knobs). Uses the broker at ``TOKENRELAY_KAFKA_BOOTSTRAP`` when one
@@ -7,9 +7,10 @@ process on a fresh directory, as it does in the public face that owns it.
 
 1. Pre-produce, with our ``Producer`` (``linger.ms=50``): ``--jobs`` synthetic jobs, each a
    ``queued``, ``started`` and ``completed`` (usage, cost at the shipped prices, ttft,
-   itl_ms, duration, a content of ~4 characters per completion token) on a lifecycle-only
-   tokens topic; and ``--token-jobs`` jobs with ``--tokens-per-job`` ``token`` events each
-   on a second topic, to show what skipping tokens costs. The jobs run in windows of 1,000
+   itl_ms, duration, a content of ~4 characters per completion token) on the lifecycle
+   topic the sink reads; and ``--token-jobs`` jobs with ``--tokens-per-job`` ``token``
+   events each on a second one, to show what skipping tokens costs (the worker copies only
+   progress ticks there, so that set is the worst case). The jobs run in windows of 1,000
    (all queued, then started, tokens, completed), so their events interleave as a busy
    worker pool's do. Every event type is checked once against ``schemas.events``.
 2. For each ``--grid`` entry ``batch_records:flush_s`` (``sink_batch_records``,
@@ -110,7 +111,7 @@ def parse_args(argv: list[str] | None) -> Config:
     p.add_argument("--jobs", type=int, help="lifecycle-only jobs: 3 records, 4 rows each")
     p.add_argument("--token-jobs", type=int, help="jobs with token events (0: no such run)")
     p.add_argument("--tokens-per-job", type=int, default=10, help="token events per token job")
-    p.add_argument("--partitions", type=int, default=3, help="partitions of the tokens topics")
+    p.add_argument("--partitions", type=int, default=3, help="partitions of the lifecycle topics")
     p.add_argument("--grid", default=None, help=f"batch_records:flush_s,… (default {GRID})")
     p.add_argument("--progress-s", type=float, default=2.0, help="seconds between progress lines")
     p.add_argument("--data-root", type=Path, help="where the fresh chDB directory goes")
@@ -346,7 +347,7 @@ def settings_for(
 ) -> Settings:
     return Settings(
         kafka_bootstrap=bootstrap,
-        topic_prefix=ds.topic.removesuffix(".tokens"),
+        topic_prefix=ds.topic.removesuffix(".lifecycle"),
         topic_partitions=len(ds.ends),
         clickhouse_url=f"chdb://{chdb}",
         clickhouse_database=f"bench_sink_{i}",
