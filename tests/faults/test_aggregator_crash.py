@@ -103,9 +103,9 @@ async def _when_all_finished(
     """Every job's state once all are final; on a timeout, which are not, what the tokens
     and lifecycle topics hold of them (where each event sits), and the aggregator's log."""
     give_up = time.monotonic() + 60
-    with httpx.Client(base_url=agg.url, timeout=10) as http:
+    with httpx.Client(timeout=10) as http:
         while True:
-            states = {j: _state(http, j) for j in jobs}
+            states = {j: get_state(agg.url, j, http) for j in jobs}
             unfinished = {j: s for j, s in states.items() if not s or s["finished_at"] is None}
             if not unfinished:
                 return states
@@ -130,12 +130,9 @@ async def _whole_topic(settings: Settings, topic: str, jobs: set[str]) -> dict[s
     """Each job's events other than tokens on ``topic``, as ``type@partition:offset``, read
     until a poll brings nothing new."""
     async with events_reader(settings.kafka_bootstrap, topic, settings.topic_partitions) as r:
-        seen = -1
-        while seen != len(r.items):
-            seen = len(r.items)
-            await r.until(lambda _: True)
+        items = await r.drain()
     found: dict[str, list[str]] = {j: [] for j in jobs}
-    for rec, ev in r.items:
+    for rec, ev in items:
         if ev.job_id in jobs and ev.type != "token":
             found[ev.job_id].append(f"{ev.type}@{rec.partition}:{rec.offset}")
     return found
@@ -147,23 +144,11 @@ async def _changelog(settings: Settings, jobs: set[str]) -> dict[str, list[str]]
     keep = {j.encode() for j in jobs}
     reader = TopicReader(settings.kafka_bootstrap, topic, settings.topic_partitions, bytes)
     async with reader as r:
-        seen = -1
-        while seen != len(r.items):
-            seen = len(r.items)
-            await r.until(lambda _: True)
+        items = await r.drain()
     found: dict[str, list[str]] = {j: [] for j in jobs}
-    for rec, raw in r.items:
+    for rec, raw in items:
         if rec.key in keep:
             state = orjson.loads(raw)
             where = f"{rec.partition}:{rec.offset}"
             found[rec.key.decode()].append(f"{state['status']}/{state['seq']}@{where}")
     return found
-
-
-def _state(http: httpx.Client, job_id: str) -> dict[str, Any] | None:
-    r = http.get(f"/jobs/{job_id}")
-    if r.status_code == 404:
-        return None
-    r.raise_for_status()
-    body: dict[str, Any] = r.json()
-    return body

@@ -48,8 +48,10 @@ def stack_with_aggregator(settings: Settings, log_dir: Path) -> Iterator[str]:
         yield base
 
 
-def get_state(url: str, job_id: str) -> dict[str, object] | None:
-    r = httpx.get(f"{url}/jobs/{job_id}", timeout=10)
+def get_state(url: str, job_id: str, http: httpx.Client | None = None) -> dict[str, object] | None:
+    """The aggregator's state of the job, None if it has none; ``http`` reuses a client
+    (a poll of many jobs would otherwise open a connection per read)."""
+    r = (http or httpx).get(f"{url}/jobs/{job_id}", timeout=10)
     if r.status_code == 404:
         return None
     r.raise_for_status()

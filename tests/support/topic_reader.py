@@ -50,6 +50,14 @@ class TopicReader(Generic[T]):
             if loop.time() > give_up:
                 raise TimeoutError(f"{what} not reached in {timeout}s; saw {len(values)} records")
 
+    async def drain(self) -> list[tuple[Record, T]]:
+        """Poll until a poll brings nothing new: what the topic held (for diagnostics)."""
+        seen = -1
+        while seen != len(self.items):
+            seen = len(self.items)
+            await self.until(lambda _: True)
+        return self.items
+
 
 def dlq_reader(bootstrap: str, topic: str, partitions: int) -> TopicReader[DeadLetter]:
     return TopicReader(bootstrap, topic, partitions, lambda raw: decode(DeadLetter, raw))
