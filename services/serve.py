@@ -158,6 +158,8 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
     install_error_handlers(app)
     openapi.install(app, settings.default_provider)
     for part in parts:
+        app.router.routes.extend(part.lean_routes)
+    for part in parts:
         if part.router is not None:
             app.include_router(part.router)
     checks: list[ReadinessCheck] = [probe.readiness for probe in probes]

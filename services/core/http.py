@@ -201,22 +201,27 @@ class StrictJsonRoute(APIRoute):
         async def strict(request: Request) -> Response:
             request = StrictRequest(request.scope, request.receive)
             if request.method not in _NO_BODY:
-                try:
-                    body = await request.body()
-                except _BodyTooLargeError as exc:
-                    raise body_too_large(request.scope) from exc
-                if takes_json and body:
-                    if media_type(request.headers.get("content-type")) not in JSON_TYPES:
-                        raise ApiError(
-                            415,
-                            "unsupported_media_type",
-                            "send the body as application/json",
-                            "Content-Type",
-                        )
-                    await request.json()
+                await read_strict_body(request, takes_json)
             return await handler(request)
 
         return strict
+
+
+async def read_strict_body(request: StrictRequest, takes_json: bool = True) -> Any:
+    """Read the body whole and judge it: 413 over the limit, and for a JSON route a
+    non-JSON media type 415 and a body that is not strict JSON 400/422. Returns the
+    parsed value (None for an empty body or a route that takes no JSON)."""
+    try:
+        body = await request.body()
+    except _BodyTooLargeError as exc:
+        raise body_too_large(request.scope) from exc
+    if not (takes_json and body):
+        return None
+    if media_type(request.headers.get("content-type")) not in JSON_TYPES:
+        raise ApiError(
+            415, "unsupported_media_type", "send the body as application/json", "Content-Type"
+        )
+    return await request.json()
 
 
 def body_too_large(scope: Any) -> ApiError:

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter
+from starlette.routing import BaseRoute
 
 from services.core.access import Access
 from services.core.http import ReadinessCheck
@@ -45,3 +46,6 @@ class ServicePart:
     drain: Callable[[], Awaitable[None]] | None = None
     """Run when the server begins to shut down, before it waits for open connections."""
     checks: list[ReadinessCheck] = field(default_factory=list)
+    lean_routes: list[BaseRoute] = field(default_factory=list)
+    """Plain Starlette routes the app tries before every router (a hot path without
+    FastAPI's per-request machinery; its documented twin stays in ``router``)."""

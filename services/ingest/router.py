@@ -18,6 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from opentelemetry.trace import SpanKind
+from starlette.routing import BaseRoute
 
 from schemas.api import JobAccepted, JobInstruction
 from schemas.control import Cancel
@@ -35,13 +36,15 @@ from services.core.runtime import Runtime
 from services.ingest.batches import add_batch_routes
 from services.ingest.bodies import CancelRequest
 from services.ingest.idempotency import IdempotencyCache, fingerprint
+from services.ingest.lean_submit import IDEMPOTENCY_KEY_MAX, lean_submit_route
 from services.ingest.retry import add_retry_route
 from services.ingest.submit import Submission, bounded, new_submission, publish, send_control
 
 log = logging.getLogger(__name__)
 
 
-def make_router(rt: Runtime) -> APIRouter:
+def make_router(rt: Runtime) -> tuple[APIRouter, list[BaseRoute]]:
+    """The ingest's routes, and the lean routes the app tries before them (``lean_submit``)."""
     router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
     idem = IdempotencyCache()
     topics = rt.settings.topics
@@ -72,20 +75,8 @@ def make_router(rt: Runtime) -> APIRouter:
             "estimated_cost_usd": sub.queued.estimated_cost_usd,
         }
 
-    @router.post(
-        "/jobs",
-        status_code=202,
-        response_model=JobAccepted,
-        responses={
-            202: {"links": job_links("/job_id")},
-            **error_responses(400, 401, 409, 413, 415, 422, 503),
-        },
-    )
-    async def submit_job(
-        req: JobRequest,
-        who: Principal = Depends(principal),  # noqa: B008
-        idempotency_key: str | None = Header(default=None, max_length=200),
-    ) -> JsonResponse:
+    async def accept(req: JobRequest, who: Principal, idempotency_key: str | None) -> JsonResponse:
+        """Answer a valid submission: its job, queued (or the first answer under its key)."""
         started = time.perf_counter()
         # Every check first: a key never stands for a request that would have been refused.
         sub = new_submission(
@@ -106,10 +97,28 @@ def make_router(rt: Runtime) -> APIRouter:
         SUBMIT_SECONDS.observe(time.perf_counter() - started)
         return JsonResponse(body, status_code=202)
 
+    @router.post(
+        "/jobs",
+        status_code=202,
+        response_model=JobAccepted,
+        responses={
+            202: {"links": job_links("/job_id")},
+            **error_responses(400, 401, 409, 413, 415, 422, 503),
+        },
+    )
+    async def submit_job(
+        req: JobRequest,
+        who: Principal = Depends(principal),  # noqa: B008
+        idempotency_key: str | None = Header(default=None, max_length=IDEMPOTENCY_KEY_MAX),
+    ) -> JsonResponse:
+        """Submit a job. Served by ``lean_submit`` (tried first); this signature is its
+        OpenAPI, and the route answers the same should the lean one not be installed."""
+        return await accept(req, who, idempotency_key)
+
     add_cancel_route(router, rt, principal)
     add_batch_routes(router, rt, principal)
     add_retry_route(router, rt, principal)
-    return router
+    return router, [lean_submit_route("/v1/jobs", rt.access, accept)]
 
 
 def add_cancel_route(

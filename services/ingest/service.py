@@ -7,4 +7,5 @@ from services.ingest.router import make_router
 
 
 def create(rt: Runtime) -> ServicePart:
-    return ServicePart(name="ingest", router=make_router(rt))
+    router, lean_routes = make_router(rt)
+    return ServicePart(name="ingest", router=router, lean_routes=lean_routes)

@@ -1,0 +1,87 @@
+"""``POST /v1/jobs`` served without FastAPI's request machinery.
+
+A submission is the public face's hottest request. Under ``tokenrelay bench
+ingest`` FastAPI's handler around it — a ``Request`` wrapper, dependency
+solving for the key and the header, the body validated into a model field, a
+``Response`` object — took about a third of the process's CPU per submission
+(py-spy; ``docs/performance.md``). This endpoint is a plain ASGI app that the
+app's router tries before the documented route (``router.submit_job``, which
+stays for the OpenAPI): the middlewares and the exception handlers still apply,
+and it makes the same checks in FastAPI's order with the same functions, so
+every answer is the same:
+
+413 body over the limit, 415 not JSON, 400/422 not strict JSON (``http.read_strict_body``),
+401 no or an unknown key, 422 an ``Idempotency-Key`` over its length, 422 the
+body against ``JobRequest`` (naming the field, through the app's validation handler).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.routing import Route
+
+from schemas.jobs import JobRequest
+from services.core.access import Access
+from services.core.auth import Principal
+from services.core.errors import ApiError
+from services.core.http import JsonResponse, StrictRequest, read_strict_body
+
+IDEMPOTENCY_KEY_MAX = 200
+"""The longest ``Idempotency-Key`` taken, in characters."""
+
+Accept = Callable[[JobRequest, Principal, str | None], Awaitable[JsonResponse]]
+"""What answers a valid submission: ``router``'s ``accept``."""
+
+
+def idempotency_key(headers: Any) -> str | None:
+    """The request's ``Idempotency-Key``, or a 422 when it is longer than we keep."""
+    key: str | None = headers.get("idempotency-key")
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+            "Idempotency-Key",
+        )
+    return key
+
+
+def job_request(value: Any) -> JobRequest:
+    """The parsed body as a ``JobRequest``; a ``RequestValidationError`` (the app's 422
+    naming the field) when it is not one, as FastAPI would raise for a body parameter."""
+    if value is None:
+        raise ApiError(422, "invalid_request", "a JSON body is required", "body")
+    try:
+        return JobRequest.model_validate(value)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+        raise RequestValidationError(errors) from exc
+
+
+def lean_submit_route(path: str, access: Access, accept: Accept) -> Route:
+    """The route serving ``POST path`` with ``accept``; add it before the FastAPI route."""
+
+    async def submit(scope: Any, receive: Any, send: Any) -> None:
+        request = StrictRequest(scope, receive)
+        value = await read_strict_body(request)
+        who = access.principal(request)
+        key = idempotency_key(request.headers)
+        response = await accept(job_request(value), who, key)
+        await response(scope, receive, send)
+
+    return Route(path, _AsgiApp(submit), methods=["POST"], include_in_schema=False)
+
+
+class _AsgiApp:
+    """Marks a coroutine function as an ASGI app for Starlette's ``Route`` (which would
+    otherwise call a plain function with a ``Request``)."""
+
+    def __init__(self, app: Callable[[Any, Any, Any], Awaitable[None]]) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
