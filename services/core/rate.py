@@ -38,6 +38,13 @@ class Bucket:
         self._refill(now)
         self.level -= amount
 
+    def rescale(self, per_minute: float, now: float) -> None:
+        """Change the rate; what is left (or owed) scales with it, so a bucket that was
+        half full is half full at the new rate."""
+        self._refill(now)
+        self.level *= per_minute / self.per_minute
+        self.per_minute = per_minute
+
 
 def key_id(api_key: str) -> str:
     """A short, stable name for an API key that does not reveal it (for limits and logs)."""

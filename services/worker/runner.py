@@ -72,6 +72,7 @@ from services.worker.attempt import queue_since_us, run_attempt
 from services.worker.committer import Committer, NotOwnedError
 from services.worker.control import Action, ControlListener, ControlRegistry
 from services.worker.events import AttemptEvents, unreadable_command
+from services.worker.fleet_share import FleetShare
 from services.worker.offsets import OffsetLedger
 from services.worker.providers.base import Provider
 from services.worker.rate_limit import RateLimiter
@@ -120,7 +121,15 @@ class WorkerRunner:
         self.held: HeldJobs[Job] = HeldJobs()
         self.controls = ControlRegistry()
         self._reviewed = self.controls.version
-        self.limiter = RateLimiter(settings.model_limits)
+        self.limiter = RateLimiter(settings.model_limits, share=None)
+        subscribed = [*self.topics.jobs_by_priority(), self.topics.retry]
+        self.fleet_share = FleetShare(
+            clients.admin(),
+            settings.worker_group,
+            dict.fromkeys(subscribed, settings.topic_partitions),
+            self.ledger.owned,
+            self.limiter,
+        )
         self._priority_of = {self.topics.jobs[p]: p for p in Priority}
         self._retry_policy = RetryPolicy(settings.retry_base_s, settings.retry_max_s)
         self.control = ControlListener(
@@ -145,6 +154,7 @@ class WorkerRunner:
         self._side: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        self._share_task: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -172,6 +182,8 @@ class WorkerRunner:
             topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
         )
         self._task = asyncio.create_task(self._loop(), name="worker-loop")
+        if self.limiter.limited:
+            self._share_task = asyncio.create_task(self.fleet_share.run(), name="budget-share")
         log.info(
             "worker %s consuming %s, concurrency %d",
             self.settings.worker_id,
@@ -201,6 +213,9 @@ class WorkerRunner:
                 task.cancel()
             await asyncio.gather(*self._running, return_exceptions=True)
         await asyncio.gather(*self._side, return_exceptions=True)
+        if self._share_task is not None:
+            self._share_task.cancel()
+            await asyncio.gather(self._share_task, return_exceptions=True)
         await self.committer.stop()
         await self.control.stop()
         await self._consumer.close()
@@ -215,6 +230,7 @@ class WorkerRunner:
         for tp, c in committed.items():
             self.ledger.assign(tp, c.offset, c.metadata)
         self.joined.set()
+        self.fleet_share.poke()
         if committed:
             log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(committed)))
 
@@ -226,6 +242,7 @@ class WorkerRunner:
         self.ready.discard(lambda job: job.tp in gone)
         self.delayed.discard(lambda job: job.tp in gone)
         self.held.discard(lambda job: job.tp in gone)
+        self.fleet_share.poke()
         moved = [t for t, job in self._running.items() if job.tp in gone]
         for task in moved:
             task.cancel()

@@ -131,6 +131,16 @@ class Admin:
         self, group: str, partitions: dict[str, int], timeout: float = 5.0
     ) -> dict[str, int]:
         """Per topic: records not yet consumed by ``group`` (end offset - committed)."""
+        lag = dict.fromkeys(partitions, 0)
+        for (topic, _), behind in (await self.partition_lag(group, partitions, timeout)).items():
+            lag[topic] += behind
+        return lag
+
+    async def partition_lag(
+        self, group: str, partitions: dict[str, int], timeout: float = 5.0
+    ) -> dict[tuple[str, int], int]:
+        """Per (topic, partition): records not yet consumed by ``group`` (end offset -
+        committed; from the partition's start where the group committed nothing)."""
         tps = [ck.TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
         request = ck.ConsumerGroupTopicPartitions(group, tps)
         try:
@@ -150,12 +160,11 @@ class Admin:
         except ck.KafkaException as exc:
             raise error_from(exc.args[0], f"lag of group {group}") from exc
         done = {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions}
-        lag = dict.fromkeys(partitions, 0)
+        lag: dict[tuple[str, int], int] = {}
         for tp in tps:
             key = (tp.topic, tp.partition)
-            end = ends[tp]
             start = done.get(key, -1)
             if start < 0:
                 start = starts[tp]
-            lag[tp.topic] += max(0, end - start)
+            lag[key] = max(0, ends[tp] - start)
         return lag
