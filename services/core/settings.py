@@ -285,8 +285,9 @@ class WorkerSettings(BaseModel):
     retry_max_s: float = Field(default=300.0, ge=0, description="… and never above this.")
     model_limits: dict[str, ModelLimit] = Field(
         default_factory=dict,
-        description='Per-model budgets per worker process, JSON: `{"gpt-4o-mini": {"rpm": 500, '
-        '"tpm": 200000}}`; a job waits for budget instead of drawing a 429.',
+        description='Per-model budgets of the whole worker fleet, JSON: `{"gpt-4o-mini": '
+        '{"rpm": 500, "tpm": 200000}}`; each worker spends its partitions\' share of the '
+        "backlog, and a job waits for budget instead of drawing a 429.",
     )
     fake_tokens_per_s: float = Field(default=50.0, gt=0, description="Pace of the fake provider.")
     fake_model: str = Field(default="fake-1", description="Default model of the fake provider.")
