@@ -22,6 +22,7 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from services.analytics import forward as analytics_forward
 from services.analytics import service as analytics
 from services.core import openapi, tracing
 from services.core.access import Access
@@ -134,6 +135,8 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
         kafka=probes[0],
     )
     parts = [SERVICES[n](rt) for n in names]
+    if "analytics" not in names and settings.analytics_url and {"ingest", "gateway"} & set(names):
+        parts.append(analytics_forward.create(rt))
 
     lifespan = _lifespan(rt, parts, probes, names)
     app = FastAPI(

@@ -56,6 +56,14 @@ class KafkaSettings(BaseModel):
         description="Worker processes `make up` runs (each `TOKENRELAY_WORKER_CONCURRENCY` jobs "
         "at once; the group shares the job topics' partitions among them).",
     )
+    gateways: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="Public-face processes `make up` runs behind the one HTTP port (each "
+        "ingest and gateway, with its own fan-out); above one, analytics runs in a process "
+        "of its own that they forward `/v1/analytics` to.",
+    )
     kafka_cache_dir: Path = Field(
         default=Path.home() / ".cache" / "tokenrelay" / "kafka",
         description="Where `mvn` puts Kafka's jars.",
@@ -243,6 +251,11 @@ class AnalyticsSettings(BaseModel):
         'prompt tokens>, "output": <USD per 1M completion tokens>}}}`; it replaces the shipped '
         "one.",
         json_schema_extra=_doc_default("the shipped services/core/prices.json"),
+    )
+    analytics_url: str | None = Field(
+        default=None,
+        description="A process serving the analytics part; a public face without it forwards "
+        "`/v1/analytics` there (`make up` sets it when it runs several gateways).",
     )
 
 

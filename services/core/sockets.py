@@ -15,12 +15,16 @@ import socket
 from services.core.errors import ConfigError
 
 
-def listening_socket(host: str, port: int) -> socket.socket:
+def listening_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
     """A TCP socket bound to ``host:port`` (``listen`` is left to its server), or a
-    ``ConfigError`` that names the address."""
+    ``ConfigError`` that names the address. ``shared``: one of several sockets on the same
+    port (``SO_REUSEPORT``), among which the kernel spreads new connections — how several
+    gateway processes serve one port, each its own socket held across its restarts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:

@@ -3,7 +3,12 @@
 Starts the local broker unless ``TOKENRELAY_KAFKA_BOOTSTRAP`` points at one that
 answers, then one process for the public face (ingest + gateway + analytics, which
 owns the embedded ClickHouse), ``TOKENRELAY_WORKERS`` worker processes (default one)
-and one aggregator (job state),
+and one aggregator (job state). With ``TOKENRELAY_GATEWAYS=N`` above one, the public
+face is N processes (``public-1`` … ``public-N``: ingest + gateway, each its own
+fan-out) on the one port, each on its own ``SO_REUSEPORT`` socket among which the
+kernel spreads connections; analytics then runs alone on the port after the
+workers' (the embedded ClickHouse is one process's), and they forward
+``/v1/analytics`` to it. ``up``
 waits until ``/readyz`` of the public face and of the aggregator say the stack can
 take, run and report a job, prints the URLs and the dev API key. A child that
 exits is restarted with backoff (``services.localdev.supervisor``), the broker it started
@@ -17,6 +22,7 @@ import os
 import signal
 import socket
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -116,6 +122,12 @@ def _banner(settings: Settings, logs: Path, seconds: float) -> str:
         f"  health       {base}/readyz\n"
         f"  metrics      {base}/metrics\n"
         f"  analytics    {base}/v1/analytics/cost  (ClickHouse: {settings.clickhouse_dsn})\n"
+        + (
+            f"  gateways     {settings.gateways} processes on port {settings.http_port}; "
+            f"analytics alone at http://{settings.http_host}:{analytics_port(settings)}/readyz\n"
+            if settings.gateways > 1
+            else ""
+        )
         + "".join(
             f"  {name:<12} http://{settings.http_host}:{p}/readyz\n"
             for name, p in zip(worker_names(settings.workers), worker_ports(settings), strict=True)
@@ -139,12 +151,79 @@ def worker_ports(settings: Settings) -> list[int]:
     return [settings.http_port + i for i in range(1, settings.workers + 1)]
 
 
-def _listen(host: str, port: int) -> socket.socket:
+def public_names(count: int) -> list[str]:
+    """``public`` alone, or ``public-1`` … ``public-N`` (each a log)."""
+    return ["public"] if count == 1 else [f"public-{i}" for i in range(1, count + 1)]
+
+
+def analytics_port(settings: Settings) -> int | None:
+    """The analytics process's port when it runs alone (several gateways): after the workers'."""
+    return settings.http_port + settings.workers + 1 if settings.gateways > 1 else None
+
+
+def _listen(host: str, port: int, *, shared: bool = False) -> socket.socket:
     """A port that ``up`` holds for a child and its restarts; connections made while the
     child restarts wait in the backlog."""
-    sock = listening_socket(host, port)
+    sock = listening_socket(host, port, shared=shared)
     sock.listen(2048)
     return sock
+
+
+@dataclass
+class HeldPorts:
+    """The listening sockets ``up`` holds for its children, bound before anything starts."""
+
+    public: list[socket.socket]
+    workers: list[socket.socket]
+    analytics: socket.socket | None
+
+    @classmethod
+    def bind(cls, settings: Settings) -> HeldPorts:
+        host, alone = settings.http_host, analytics_port(settings)
+        return cls(
+            public=[
+                _listen(host, settings.http_port, shared=settings.gateways > 1)
+                for _ in range(settings.gateways)
+            ],
+            workers=[_listen(host, p) for p in worker_ports(settings)],
+            analytics=_listen(host, alone) if alone is not None else None,
+        )
+
+
+def children(settings: Settings, env: dict[str, str], logs: Path, ports: HeldPorts) -> list[Child]:
+    """Every process of the stack, analytics first when it runs alone (``env`` then tells
+    the gateways where it is)."""
+    public = ["serve", "ingest", "gateway"]
+    alone: list[Child] = []
+    if ports.analytics is None:
+        public.append("analytics")
+    else:
+        env["TOKENRELAY_ANALYTICS_URL"] = f"http://{settings.http_host}:{analytics_port(settings)}"
+        log = logs / "analytics.log"
+        alone.append(Child("analytics", ["serve", "analytics"], log, env, ports.analytics))
+    return [
+        *alone,
+        *(
+            Child(name, public, logs / f"{name}.log", env, sock)
+            for name, sock in zip(public_names(settings.gateways), ports.public, strict=True)
+        ),
+        *(
+            Child(name, ["serve", "worker"], logs / f"{name}.log", env, sock)
+            for name, sock in zip(worker_names(settings.workers), ports.workers, strict=True)
+        ),
+        Child("aggregator", ["aggregator"], logs / "aggregator.log", env),
+    ]
+
+
+def ready_urls(settings: Settings) -> list[str]:
+    """The ``/readyz`` that must all answer 200 before the stack is announced."""
+    host = settings.http_host
+    alone = analytics_port(settings)
+    return [
+        *([f"http://{host}:{alone}/readyz"] if alone is not None else []),
+        f"http://{host}:{settings.http_port}/readyz",
+        f"{settings.aggregator_url}/readyz",
+    ]
 
 
 def up(settings: Settings) -> None:
@@ -153,9 +232,7 @@ def up(settings: Settings) -> None:
     logs = data / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     # The ports first: one that is taken stops ``up`` before it starts a broker.
-    port = settings.http_port
-    public_socket = _listen(settings.http_host, port)
-    worker_sockets = [_listen(settings.http_host, p) for p in worker_ports(settings)]
+    ports = HeldPorts.bind(settings)
     broker = _broker_unless_configured(settings)
     env = {
         **os.environ,
@@ -164,18 +241,7 @@ def up(settings: Settings) -> None:
     }
     if broker is not None:
         env.setdefault("TOKENRELAY_REPLICATION_FACTOR", str(broker.replicas))
-    public = ["serve", "ingest", "gateway", "analytics"]
-    supervisor = Supervisor(
-        [
-            Child("public", public, logs / "public.log", env, public_socket),
-            *(
-                Child(name, ["serve", "worker"], logs / f"{name}.log", env, sock)
-                for name, sock in zip(worker_names(settings.workers), worker_sockets, strict=True)
-            ),
-            Child("aggregator", ["aggregator"], logs / "aggregator.log", env),
-        ],
-        say=console.print,
-    )
+    supervisor = Supervisor(children(settings, env, logs, ports), say=console.print)
     kafka = BrokerWatch(broker, supervisor.policy)
 
     def on_signal(_sig: int, _frame: FrameType | None) -> None:
@@ -185,8 +251,8 @@ def up(settings: Settings) -> None:
     failed: CrashLoopError | None = None
     try:
         supervisor.start()
-        _wait_ready(f"http://{settings.http_host}:{port}/readyz", supervisor, READY_TIMEOUT_S)
-        _wait_ready(f"{settings.aggregator_url}/readyz", supervisor, READY_TIMEOUT_S)
+        for url in ready_urls(settings):
+            _wait_ready(url, supervisor, READY_TIMEOUT_S)
         console.print(_banner(settings, logs, time.monotonic() - started))
         while True:
             supervisor.tick()
