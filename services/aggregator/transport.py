@@ -17,10 +17,17 @@ lost them for good — invisible with RocksDB, which keeps its own copy, but the
 changelog-only ``memory://`` store recovered a job without its ``started``, or
 never final (the kill -9 fault test saw both, on a busy machine). So the producer
 keeps the future of every buffered message until the broker acknowledges it, and
-a commit first waits, with a deadline, for those in flight when it began
-(``acknowledged``); a commit that cannot be made safe is skipped and made at the
-next interval, and a write the broker refused stops the app (its supervisor
+a commit first waits for those in flight when it began (``acknowledged``, saying so
+every ``ACK_DEADLINE_S``); a write the broker refused stops the app (its supervisor
 restarts it from the last safe commit).
+
+And a stream must resume exactly at its committed offsets. Faust marks newly
+assigned partitions fetchable before it seeks them there (after table
+recovery), so a restarted instance could apply a partition's newest records
+first and only then replay from its commit — and the reducer, keeping the highest
+event applied, took the replayed ones for duplicates (a job ended without its
+``started``; the kill -9 fault test saw it). Until that seek, stream records are
+dropped (``stream_records_after_seek``), to be read again, in order, after it.
 """
 
 from __future__ import annotations
@@ -84,28 +91,80 @@ class _ReadCommittedThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _Consumer(faust_aiokafka.Consumer):
+    _seek_pending = True
+    """Between an assignment and Faust's seek of the stream partitions to their committed
+    offsets (after table recovery): records read then are not where the stream resumes."""
+    _fetching: asyncio.Lock | None = None
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ReadCommittedThread(self, loop=self.loop, beacon=self.beacon)
+
+    def _fetch_lock(self) -> asyncio.Lock:
+        if self._fetching is None:
+            self._fetching = asyncio.Lock()
+        return self._fetching
+
+    async def on_partitions_assigned(self, assigned: set[Any], generation_id: int = 0) -> None:
+        self._seek_pending = True
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    async def perform_seek(self) -> None:
+        # Never during a fetch: what a fetch returns is then wholly before the seek (dropped)
+        # or wholly after it (the client discards what it fetched from the old position).
+        async with self._fetch_lock():
+            await super().perform_seek()
+            self._seek_pending = False
+
+    async def _getmany(self, active_partitions: set[Any] | None, timeout: float) -> Any:
+        """Faust's fetch, without the stream records read before the seek to the committed
+        offsets (``stream_records_after_seek``)."""
+        async with self._fetch_lock():
+            records = await super()._getmany(active_partitions, timeout)
+            if not (records and self._seek_pending):
+                return records
+            kept, dropped = stream_records_after_seek(records, self.app.tables.changelog_topics)
+        if dropped:
+            log.info("%d records read before the seek to the committed offsets dropped", dropped)
+        return kept
 
     async def _commit_offsets(
         self, offsets: Mapping[Any, int], start_new_transaction: bool = True
     ) -> bool:
+        # Faust has already taken these offsets off its list of acked ones: a commit given
+        # up here would never be made (its later commits wait for them), so it waits.
         in_flight = set(cast(_Producer, self.app.producer).unacknowledged)
         try:
-            safe = await acknowledged(in_flight)
+            while not await acknowledged(in_flight):
+                log.warning(
+                    "commit waits: %d table writes unacknowledged after %.0f s",
+                    sum(1 for f in in_flight if not f.done()),
+                    ACK_DEADLINE_S,
+                )
         except ChangelogWriteError as exc:
             log.error("no commit: %s; stopping, to restart from the last safe commit", exc)
             await self.crash(exc)
             return False
-        if not safe:
-            log.warning(
-                "commit skipped: %d table writes unacknowledged after %.0f s",
-                sum(1 for f in in_flight if not f.done()),
-                ACK_DEADLINE_S,
-            )
-            return False
         committed: bool = await super()._commit_offsets(offsets, start_new_transaction)
         return committed
+
+
+def stream_records_after_seek(
+    records: Mapping[Any, list[Any]], changelogs: Collection[str]
+) -> tuple[dict[Any, list[Any]], int]:
+    """What of a fetch made before the seek to the committed offsets may reach a stream:
+    only table recovery's changelog records; and how many stream records were dropped.
+
+    Faust marks newly assigned partitions fetchable at once and seeks them to their
+    committed offsets only after the tables are recovered. Records fetched in between
+    come from wherever the client stood (a restarted aggregator was seen reading a
+    partition's last records first, then its committed offset's). Applied, they would
+    run ahead of the replay, and the reducer, which keeps the highest event applied,
+    would then take the replayed earlier events for duplicates: a job ended without its
+    ``started``. Dropped, they are read again, in order, after the seek.
+    """
+    kept = {tp: recs for tp, recs in records.items() if tp.topic in changelogs}
+    dropped = sum(len(recs) for tp, recs in records.items() if tp.topic not in changelogs)
+    return kept, dropped
 
 
 class ReadCommittedTransport(faust_aiokafka.Transport):

@@ -6,8 +6,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from faust.types import TP
 
-from services.aggregator.transport import ChangelogWriteError, acknowledged
+from services.aggregator.transport import (
+    ChangelogWriteError,
+    acknowledged,
+    stream_records_after_seek,
+)
 
 
 async def test_a_commit_waits_for_writes_acknowledged_after_it_began() -> None:
@@ -37,3 +42,11 @@ async def test_a_refused_write_is_never_committed_past() -> None:
     refused.set_exception(RuntimeError("MessageSizeTooLarge"))
     with pytest.raises(ChangelogWriteError, match="MessageSizeTooLarge"):
         await acknowledged([refused])
+
+
+def test_before_the_seek_only_table_recovery_reads_records() -> None:
+    stream, changelog, control = TP("t.lifecycle", 1), TP("agg-jobs-changelog", 1), TP("t.ctl", 0)
+    records = {stream: [136, 137, 138], changelog: [5, 6], control: [9]}
+    kept, dropped = stream_records_after_seek(records, {"agg-jobs-changelog"})
+    assert kept == {changelog: [5, 6]}
+    assert dropped == 4
