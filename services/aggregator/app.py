@@ -1,12 +1,15 @@
-"""The Faust app: ``tokenrelay.tokens`` in, the jobs table and ``tokenrelay.job-state`` out.
+"""The Faust app: ``tokenrelay.lifecycle`` in, the jobs table and ``tokenrelay.job-state`` out.
 
-One agent reduces every event into the ``jobs`` table (key ``job_id``,
-changelog-backed, co-partitioned with the tokens topic: a job's state lives on
-the partition of its events). A second agent
-follows the batch instructions on ``tokenrelay.jobs.control`` into the small
-``batch-flags`` table (is a batch paused). Each stored state is also published
-to the compacted ``tokenrelay.job-state``; a job removed by retention leaves a
-tombstone there.
+One agent reduces every lifecycle record (``services.core.lifecycle``: every
+event of a job but its tokens, of which only progress ticks) into the ``jobs``
+table (key ``job_id``, changelog-backed, co-partitioned with the lifecycle topic
+and so with the tokens: a job's state lives on the partition number of its
+events), so the work per job does not grow with its tokens. A record's
+``tokens-offset`` header, when present, is where the job's stream starts. A
+second agent follows the batch instructions on ``tokenrelay.jobs.control``
+into the small ``batch-flags`` table (is a batch paused). Each stored state is
+also published to the compacted ``tokenrelay.job-state``; a job removed by
+retention leaves a tombstone there.
 
 Offsets are committed at least once, after the broker acknowledged the
 changelog writes they caused (``transport``); the reducer makes a replayed
@@ -37,6 +40,7 @@ from services.core.ids import now_us
 from services.core.kafka import RECORD_LIMIT_BYTES, KafkaClients
 from services.core.kafka.probe import Probe, kafka_answers
 from services.core.kafka.security import sasl_login, ssl_context
+from services.core.lifecycle import tokens_offset
 from services.core.metrics import (
     AGGREGATOR_EVENTS,
     AGGREGATOR_STATE_WRITES,
@@ -83,6 +87,14 @@ are most of the aggregator's RSS growth in a soak: with 256 KiB memtables it fla
 ~0.4 MB/min within 6 minutes, against ~1.4 MB/min with 4 MiB (docs/performance.md)."""
 
 
+def _headers(headers: Any) -> list[tuple[str, bytes]]:
+    """A Faust message's headers (a mapping or pairs, by version) as pairs."""
+    if not headers:
+        return []
+    pairs = headers.items() if hasattr(headers, "items") else headers
+    return [(str(k), bytes(v or b"")) for k, v in pairs]
+
+
 class Aggregator:
     """The app, its tables, and what an instance derives from the partitions it owns."""
 
@@ -123,7 +135,7 @@ class Aggregator:
         # Faust's partitioner puts a job's state on the partition of its events.
         raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
         raw_topic = raw | {"key_serializer": "raw", "value_serializer": "raw"}
-        self.tokens = self.app.topic(topics.tokens, **raw_topic)
+        self.lifecycle = self.app.topic(topics.lifecycle, **raw_topic)
         self.control = self.app.topic(topics.control, **raw_topic)
         self.job_state = self.app.topic(topics.job_state, **raw_topic)
         self.dlq = self.app.topic(topics.dlq, **raw_topic)
@@ -156,10 +168,10 @@ class Aggregator:
         self.app.on_partitions_assigned.connect(self._on_assigned)
         self.app.on_partitions_revoked.connect(self._on_revoked)
         self.app.on_rebalance_complete.connect(self._on_recovered)
-        self.app.agent(self.tokens, name="job-events")(self._on_events)
+        self.app.agent(self.lifecycle, name="job-events")(self._on_events)
         self.app.agent(self.control, name="batch-control")(self._on_control)
         self.app.timer(RETENTION_SWEEP_S)(self._sweep)
-        expected = {topics.tokens, topics.control, topics.job_state, topics.dlq}
+        expected = {topics.lifecycle, topics.control, topics.job_state, topics.dlq}
         self.kafka = Probe("kafka", kafka_answers(self._clients.admin(), expected))
         self.app.task(self.kafka.run)
 
@@ -173,13 +185,13 @@ class Aggregator:
         return self.states.get(job_id)
 
     def active_partitions(self) -> set[int]:
-        topic = self.tokens.get_topic_name()
+        topic = self.lifecycle.get_topic_name()
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
     def reached(self) -> dict[int, int]:
         """Per owned partition, the last offset known applied: by this run, or committed
         before it (Faust keeps the committed offsets it sought to on assignment)."""
-        topic = self.tokens.get_topic_name()
+        topic = self.lifecycle.get_topic_name()
         committed = getattr(self.app.consumer, "_committed_offset", {})
         out = {
             tp.partition: offset - 1
@@ -224,7 +236,7 @@ class Aggregator:
         self._settled = False
         self._catch_up = None
         self._assignments += 1
-        topic = self.tokens.get_topic_name()
+        topic = self.lifecycle.get_topic_name()
         self._revoked |= {tp.partition for tp in revoked if tp.topic == topic}
 
     async def _on_recovered(self, *_args: Any, **_kwargs: Any) -> None:
@@ -241,7 +253,7 @@ class Aggregator:
             try:
                 found = await catch_up.targets(
                     self._clients,
-                    self.tokens.get_topic_name(),
+                    self.lifecycle.get_topic_name(),
                     self.settings.topic_partitions,
                     owned,
                 )
@@ -309,7 +321,8 @@ class Aggregator:
                 await self._dead_letter(message, exc)
                 self.applied[message.partition] = message.offset
                 continue
-            outcome = self.states.apply(ev, message.partition, message.offset)
+            stream_offset = tokens_offset(_headers(message.headers))
+            outcome = self.states.apply(ev, message.partition, stream_offset)
             self.applied[message.partition] = message.offset
             (_APPLIED if outcome.changed else _DUPLICATE).inc()
             if outcome.store:  # every change a brief shows is a lifecycle change, stored

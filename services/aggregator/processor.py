@@ -29,11 +29,20 @@ def decode_state(raw: bytes) -> JobState:
 
 
 def lifecycle_changed(old: JobState, new: JobState) -> bool:
-    return (old.status, old.attempt, old.submissions, old.first_token_at is None) != (
+    """A change a brief shows: status, attempt, submission, the first token, or the job's
+    ``queued`` learnt late (its copy on the lifecycle topic may come after the run's)."""
+    return (
+        old.status,
+        old.attempt,
+        old.submissions,
+        old.first_token_at is None,
+        old.queued_at is None,
+    ) != (
         new.status,
         new.attempt,
         new.submissions,
         new.first_token_at is None,
+        new.queued_at is None,
     )
 
 
@@ -67,7 +76,9 @@ class JobStates:
         raw = self._load(job_id)
         return decode_state(raw) if raw is not None else None
 
-    def apply(self, event: JobEvent, partition: int, offset: int) -> Outcome:
+    def apply(self, event: JobEvent, partition: int, offset: int | None) -> Outcome:
+        """Reduce ``event`` read on ``partition``; ``offset`` is where it lies on the tokens
+        topic (None: not known, as for a lifecycle copy without ``tokens-offset``)."""
         old = self.get(event.job_id)
         new = reduce(old, event, partition=partition, offset=offset)
         if new is old:

@@ -34,6 +34,7 @@ class Located:
     partition: int
     first: JobEvent
     first_offset: int
+    headers: list[tuple[str, bytes]] | None = None
 
 
 async def locate(
@@ -59,7 +60,7 @@ async def locate(
     while loop.time() < give_up:
         for rec in await consumer.poll(500, 0.2):
             if rec.key == key and rec.value is not None and rec.partition == partition:
-                return Located(partition, decode_event(rec.value), rec.offset)
+                return Located(partition, decode_event(rec.value), rec.offset, rec.headers)
         if await consumer.position(topic, partition) >= high:
             return None
     return None

@@ -26,6 +26,7 @@ from services.core.auth import Principal, Role
 from services.core.errors import ApiError, KafkaError
 from services.core.http import JsonResponse, StrictJsonRoute
 from services.core.job_log import TopicPartitions, find_job
+from services.core.lifecycle import tokens_offset
 from services.core.openapi import error_responses
 from services.core.path_ids import BatchId, JobId
 from services.core.runtime import Runtime
@@ -88,20 +89,22 @@ def make_state_router(rt: Runtime) -> APIRouter:
 
 
 def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
-    tokens = rt.settings.topics.tokens
+    lifecycle = rt.settings.topics.lifecycle
     partitions = TopicPartitions(rt.admin)
 
     async def not_reached(job_id: str, lookup: Lookup) -> JobState | None:
-        """A job the aggregator has not reached yet, as its ``queued`` event says.
+        """A job the aggregator has not reached yet, as its ``queued`` event (the copy on the
+        lifecycle topic the aggregator reads) says.
 
         A job it has passed and does not hold was removed (retention, clean): gone.
         """
-        located = await find_job(rt.clients, tokens, await partitions.count(tokens), job_id)
+        located = await find_job(rt.clients, lifecycle, await partitions.count(lifecycle), job_id)
         if located is None or not isinstance(located.first, Queued):
             return None
         if lookup.reached(located.partition, located.first_offset):
             return None
-        return JobState.queued(located.first, located.partition, located.first_offset)
+        stream_offset = tokens_offset(located.headers)
+        return JobState.queued(located.first, located.partition, stream_offset)
 
     async def readable_job(job_id: str, who: Principal) -> JobState:
         lookup = await rt.state.lookup(job_id)

@@ -1,11 +1,10 @@
-"""The analytics sink does the same work for a job of 10 tokens as for one of 5,000: it reads
-``tokenrelay.lifecycle``, not every token.
+"""The job-state and analytics readers do the same work for a job of 10 tokens as for one
+of 5,000: they read ``tokenrelay.lifecycle``, not every token.
 
 The whole stack as ``make up`` runs it (aggregator and public face in processes of their
-own); one job of each size runs alone, and the records the sink consumed for it are read
-from its ``/metrics``. The progress tick is longer than either job, so each job has
-exactly one tick (its first token) and the two counts must be equal. (The aggregator still
-reads every token: see ``services/aggregator/app.py``.)
+own); one job of each size runs alone, and the records each reader consumed for it are
+read from its ``/metrics``. The progress tick is longer than either job, so each job has
+exactly one tick (its first token) and the two counts must be equal.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ async def counter(client: httpx.AsyncClient, url: str, name: str) -> float:
 
 
 @pytest.mark.timeout(300)
-async def test_a_job_costs_the_analytics_sink_the_same_whatever_its_tokens(
+async def test_a_job_costs_the_state_and_analytics_readers_the_same_whatever_its_tokens(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = with_aggregator_port(make_settings(progress_tick_s=600.0))
@@ -47,9 +46,13 @@ async def test_a_job_costs_the_analytics_sink_the_same_whatever_its_tokens(
         ) as pub,
     ):
         async with httpx.AsyncClient(base_url=pub.url, timeout=30) as api:
-            read: dict[int, float] = {}
+            aggregator = settings.aggregator_url
+            read: dict[int, tuple[float, float]] = {}
             for tokens in (10, 5000):
-                before = await counter(api, pub.url, "tokenrelay_sink_records_total")
+                before = (
+                    await counter(api, aggregator, "tokenrelay_aggregator_events_total"),
+                    await counter(api, pub.url, "tokenrelay_sink_records_total"),
+                )
                 body = {
                     "prompt": "p",
                     "max_tokens": tokens,
@@ -66,5 +69,10 @@ async def test_a_job_costs_the_analytics_sink_the_same_whatever_its_tokens(
                 assert done["token_count"] == tokens
                 sql = f"SELECT count() FROM jobs WHERE job_id = '{job}'"
                 await until(lambda sql=sql: run_sql(api, sql), lambda rows: rows == [[1]])
-                read[tokens] = await counter(api, pub.url, "tokenrelay_sink_records_total") - before
-    assert read[10] == read[5000] == 4, f"sink: {read}"  # queued, started, a tick, completed
+                read[tokens] = (
+                    await counter(api, aggregator, "tokenrelay_aggregator_events_total")
+                    - before[0],
+                    await counter(api, pub.url, "tokenrelay_sink_records_total") - before[1],
+                )
+    assert read[10][0] == read[5000][0] == 4, f"aggregator: {read}"  # queued started tick end
+    assert read[10][1] == read[5000][1] == 4, f"sink: {read}"

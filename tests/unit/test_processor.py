@@ -80,3 +80,17 @@ def test_giving_partitions_away_forgets_their_hot_states() -> None:
     states.forget({0})
     assert not states.hot
     assert states.get("j").token_count == 1, "the new owner replays from the stored state"  # type: ignore[union-attr]
+
+
+def test_a_late_queued_is_stored_at_once() -> None:
+    """What ``queued`` says (priority, model, batch) must survive a crash even when its
+    copy came after the run's: it is stored, not kept in memory until the next tick."""
+    store: dict[str, bytes] = {}
+    states = JobStates(store.get, tick_s=TICK_US / 1e6)
+    for offset, event in enumerate([started(1_000), token(1, 2_000), queued()]):
+        out = states.apply(event, 0, offset)
+        if out.store:
+            store["j"] = encode_state(out.state)
+            states.stored(out.state)
+    assert out.store and not states.hot
+    assert decode_state(store["j"]).priority is Priority.LOW
