@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from services.localdev.kafka import free_port
+from services.localdev.kafka import free_port, free_ports_after
 
 API_KEY = "bench-key"
 READY_S = 180.0
@@ -39,26 +38,9 @@ STOP_S = 180.0
 console = Console(stderr=True)
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def ports_in_a_row(count: int) -> int:
-    """A free port p with p + 1 … p + ``count`` free too (the workers' and analytics')."""
-    while True:
-        port = free_port()
-        if all(_free(port + i) for i in range(1, count + 1)):
-            return port
-
-
 def start_up(workers: int, gateways: int, data: Path) -> tuple[subprocess.Popen[bytes], str]:
     """``tokenrelay up`` with that shape; its base URL once it said it is ready."""
-    port = ports_in_a_row(workers + 1)
+    port = free_ports_after(workers + 1)
     env = {
         **os.environ,
         "TOKENRELAY_WORKERS": str(workers),

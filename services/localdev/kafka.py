@@ -421,6 +421,24 @@ def free_port() -> int:
         return port
 
 
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports_after(count: int) -> int:
+    """A free port p with p + 1 … p + ``count`` free too (``up`` serves its workers, and
+    analytics when it runs alone, on the ports after the public face's)."""
+    while True:
+        port = free_port()
+        if all(_bindable(port + i) for i in range(1, count + 1)):
+            return port
+
+
 @dataclass(frozen=True)
 class NodeStatus:
     id: int

@@ -11,11 +11,10 @@ import httpx
 import pytest
 
 from services.core.settings import Settings
-from services.localdev.kafka import free_port
+from services.localdev.kafka import free_port, free_ports_after
 from services.localdev.stack import analytics_port, public_names
 from tests.conftest import ALICE
 from tests.faults.test_up_supervisor import (
-    free_ports_after,
     ready,
     tokenrelay_up,
     wait_for,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,28 +24,10 @@ import httpx
 import pytest
 
 from services.core.settings import Settings
-from services.localdev.kafka import alive, free_port
+from services.localdev.kafka import alive, free_port, free_ports_after
 from tests.support.workers import settings_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
-
-
-def free_ports_after(count: int) -> int:
-    """A free port p with p + 1 … p + ``count`` free too (``up`` serves its workers on the
-    ports after the public face's)."""
-    while True:
-        port = free_port()
-        if all(_free(port + i) for i in range(1, count + 1)):
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def children(pid: int) -> dict[str, int]:

@@ -13,11 +13,10 @@ import pytest
 
 from services.core.kafka import KafkaClients
 from services.core.settings import Settings
-from services.localdev.kafka import free_port
+from services.localdev.kafka import free_port, free_ports_after
 from services.localdev.stack import worker_names, worker_ports
 from tests.conftest import ALICE
 from tests.faults.test_up_supervisor import (
-    free_ports_after,
     ready,
     tokenrelay_up,
     wait_for,
