@@ -50,11 +50,18 @@ def idempotency_key(headers: Any) -> str | None:
     return key
 
 
-def job_request(value: Any) -> JobRequest:
-    """The parsed body as a ``JobRequest``; a ``RequestValidationError`` (the app's 422
-    naming the field) when it is not one, as FastAPI would raise for a body parameter."""
-    if value is None:
+NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
+"""FastAPI's message for a body model given JSON that is not an object."""
+
+
+def job_request(value: Any, sent: bool) -> JobRequest:
+    """The parsed body (``sent``: the request had one) as a ``JobRequest``; a
+    ``RequestValidationError`` (the app's 422 naming the field) when it is not one, as
+    FastAPI would raise for a body parameter."""
+    if not sent:
         raise ApiError(422, "invalid_request", "a JSON body is required", "body")
+    if not isinstance(value, dict):
+        raise ApiError(422, "invalid_request", NOT_AN_OBJECT, "body")
     try:
         return JobRequest.model_validate(value)
     except ValidationError as exc:
@@ -70,7 +77,8 @@ def lean_submit_route(path: str, access: Access, accept: Accept) -> Route:
         value = await read_strict_body(request)
         who = access.principal(request)
         key = idempotency_key(request.headers)
-        response = await accept(job_request(value), who, key)
+        sent = bool(await request.body())  # read once already; Starlette keeps it
+        response = await accept(job_request(value, sent), who, key)
         await response(scope, receive, send)
 
     return Route(path, _AsgiApp(submit), methods=["POST"], include_in_schema=False)

@@ -109,7 +109,12 @@ def make_router(rt: Runtime) -> tuple[APIRouter, list[BaseRoute]]:
     async def submit_job(
         req: JobRequest,
         who: Principal = Depends(principal),  # noqa: B008
-        idempotency_key: str | None = Header(default=None, max_length=IDEMPOTENCY_KEY_MAX),
+        idempotency_key: str | None = Header(
+            default=None,
+            alias="Idempotency-Key",
+            max_length=IDEMPOTENCY_KEY_MAX,
+            description="A repeat with the same key answers with the first job.",
+        ),
     ) -> JsonResponse:
         """Submit a job. Served by ``lean_submit`` (tried first); this signature is its
         OpenAPI, and the route answers the same should the lean one not be installed."""

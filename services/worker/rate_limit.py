@@ -72,7 +72,8 @@ class RateLimiter:
     async def acquire(self, model: str, tokens: int) -> float:
         """Wait until one request and ``tokens`` fit the model's budget; returns seconds waited."""
         waited = 0.0
-        if model in self._limits and not self._shared.is_set():
+        limit = self._limits.get(model)
+        if limit is not None and (limit.rpm or limit.tpm) and not self._shared.is_set():
             started = time.monotonic()
             await self._shared.wait()
             waited = time.monotonic() - started

@@ -123,12 +123,17 @@ class WorkerRunner:
         self._reviewed = self.controls.version
         self.limiter = RateLimiter(settings.model_limits, share=None)
         subscribed = [*self.topics.jobs_by_priority(), self.topics.retry]
-        self.fleet_share = FleetShare(
-            clients.admin(),
-            settings.worker_group,
-            dict.fromkeys(subscribed, settings.topic_partitions),
-            self.ledger.owned,
-            self.limiter,
+        # Only a worker with budgets to share reads the group's backlog.
+        self.fleet_share = (
+            FleetShare(
+                clients.admin(),
+                settings.worker_group,
+                dict.fromkeys(subscribed, settings.topic_partitions),
+                self.ledger.owned,
+                self.limiter,
+            )
+            if self.limiter.limited
+            else None
         )
         self._priority_of = {self.topics.jobs[p]: p for p in Priority}
         self._retry_policy = RetryPolicy(settings.retry_base_s, settings.retry_max_s)
@@ -182,7 +187,7 @@ class WorkerRunner:
             topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
         )
         self._task = asyncio.create_task(self._loop(), name="worker-loop")
-        if self.limiter.limited:
+        if self.fleet_share is not None:
             self._share_task = asyncio.create_task(self.fleet_share.run(), name="budget-share")
         log.info(
             "worker %s consuming %s, concurrency %d",
@@ -230,7 +235,8 @@ class WorkerRunner:
         for tp, c in committed.items():
             self.ledger.assign(tp, c.offset, c.metadata)
         self.joined.set()
-        self.fleet_share.poke()
+        if self.fleet_share is not None:
+            self.fleet_share.poke()
         if committed:
             log.info("assigned %s", ", ".join(f"{t}[{p}]" for t, p in sorted(committed)))
 
@@ -242,7 +248,8 @@ class WorkerRunner:
         self.ready.discard(lambda job: job.tp in gone)
         self.delayed.discard(lambda job: job.tp in gone)
         self.held.discard(lambda job: job.tp in gone)
-        self.fleet_share.poke()
+        if self.fleet_share is not None:
+            self.fleet_share.poke()
         moved = [t for t, job in self._running.items() if job.tp in gone]
         for task in moved:
             task.cancel()

@@ -75,7 +75,7 @@ def child_process(
         deadline = time.monotonic() + 90
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited:\n{child.tail()}")
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{child.tail()}")
             try:
                 if httpx.get(f"{child.url}/readyz", timeout=2).status_code == 200:
                     break

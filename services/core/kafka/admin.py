@@ -27,6 +27,7 @@ class Admin:
             **overrides,
         }
         self._admin = AdminClient(self._config)
+        self._offset_readers: dict[str, ck.Consumer] = {}
         self.refused: str | None = None
         """The brokers' last refusal of our credentials (SASL or TLS), until one answers."""
 
@@ -42,6 +43,43 @@ class Admin:
         new client looks its coordinators up again. Calls in flight finish on the old one.
         """
         self._admin = AdminClient(self._config)
+        self._offset_readers = {}
+
+    def _offset_reader(self, group: str) -> ck.Consumer:
+        """A consumer of ``group`` that never subscribes (so never joins it), kept per group,
+        to read what the group committed."""
+        reader = self._offset_readers.get(group)
+        if reader is None:
+            config = {**self._config, "group.id": group, "enable.auto.commit": False}
+            reader = self._offset_readers[group] = ck.Consumer(config)
+        return reader
+
+    async def committed(
+        self, group: str, tps: list[ck.TopicPartition], timeout: float = 5.0
+    ) -> dict[tuple[str, int], int]:
+        """What ``group`` committed per (topic, partition); negative where it committed nothing.
+
+        Read by a consumer of the group, not the admin API: librdkafka's
+        ListConsumerGroupOffsets dereferences a missing group handle when the
+        coordinator answers NOT_COORDINATOR (as it does while a new group's
+        coordinator loads, or after it moved) and the process dies of SIGSEGV
+        (confluentinc/librdkafka#5040, open; seen here with librdkafka 2.16.0 in a
+        worker at start-up). A consumer's group handle looks the coordinator up again.
+        """
+        reader = self._offset_reader(group)
+
+        async def ask() -> list[ck.TopicPartition]:
+            found: list[ck.TopicPartition] = await asyncio.to_thread(
+                reader.committed, tps, timeout=timeout
+            )
+            failed = next((tp.error for tp in found if tp.error is not None), None)
+            if failed is not None:
+                raise ck.KafkaException(failed)
+            return found
+
+        # A new group's first answer is often NOT_COORDINATOR: transient, asked again.
+        found = await retry_transient(f"offsets of group {group}", timeout, ask)
+        return {(tp.topic, tp.partition): tp.offset for tp in found}
 
     async def topics(self, timeout: float = 5.0) -> dict[str, int]:
         """Existing topics → partition count. Raises ``KafkaUnavailableError`` if none answers."""
@@ -142,24 +180,23 @@ class Admin:
         """Per (topic, partition): records not yet consumed by ``group`` (end offset -
         committed; from the partition's start where the group committed nothing)."""
         tps = [ck.TopicPartition(t, p) for t, n in partitions.items() for p in range(n)]
-        request = ck.ConsumerGroupTopicPartitions(group, tps)
-        try:
-            committed_fut = self._admin.list_consumer_group_offsets(
-                [request], request_timeout=timeout
-            )[group]
-            latest, earliest = OffsetSpec.latest(), OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+        latest, earliest = OffsetSpec.latest(), OffsetSpec.earliest()  # type: ignore[no-untyped-call]
+
+        async def bounds() -> tuple[dict[Any, int], dict[Any, int]]:
             ends_futs = self._admin.list_offsets(
                 dict.fromkeys(tps, latest), request_timeout=timeout
             )
             starts_futs = self._admin.list_offsets(
                 dict.fromkeys(tps, earliest), request_timeout=timeout
             )
-            committed = await asyncio.wrap_future(committed_fut)
             ends = {tp: (await asyncio.wrap_future(f)).offset for tp, f in ends_futs.items()}
             starts = {tp: (await asyncio.wrap_future(f)).offset for tp, f in starts_futs.items()}
-        except ck.KafkaException as exc:
-            raise error_from(exc.args[0], f"lag of group {group}") from exc
-        done = {(tp.topic, tp.partition): tp.offset for tp in committed.topic_partitions}
+            return ends, starts
+
+        (ends, starts), done = await asyncio.gather(
+            retry_transient(f"offsets for the lag of group {group}", timeout, bounds),
+            self.committed(group, tps, timeout),
+        )
         lag: dict[tuple[str, int], int] = {}
         for tp in tps:
             key = (tp.topic, tp.partition)

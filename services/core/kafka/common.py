@@ -108,9 +108,13 @@ TRANSIENT_CODES = frozenset(
         ck.KafkaError._TIMED_OUT,
         ck.KafkaError.FENCED_LEADER_EPOCH,
         ck.KafkaError.UNKNOWN_LEADER_EPOCH,
+        ck.KafkaError.NOT_COORDINATOR,
+        ck.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        ck.KafkaError.COORDINATOR_NOT_AVAILABLE,
     }
 )
-"""Errors a lookup meets while a new topic's leadership settles; worth retrying."""
+"""Errors a lookup meets while a new topic's leadership or a group's coordinator settles;
+worth retrying."""
 
 
 def is_transient(err: ck.KafkaError) -> bool:
