@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from importlib import resources
 from pathlib import Path
@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 NANO = Decimal("1e-9")
 PER_TOKENS = Decimal(1_000_000)
+MEMO_MODELS = 1024
+"""Model names whose price lookup a ``Prices`` remembers."""
 CHARS_PER_TOKEN = 4
 """Prompt tokens are estimated at submission as characters / 4 (OpenAI's rule of thumb)."""
 ESTIMATE_OUTPUT_TOKENS = 256
@@ -49,13 +51,19 @@ class Prices:
     """Prices by model; a model's price is that of its longest listed prefix."""
 
     models: dict[str, Price]
+    _found: dict[str, Price | None] = field(default_factory=dict, compare=False, repr=False)
 
     def price(self, model: str) -> Price | None:
+        if model in self._found:
+            return self._found[model]
         best = None
         for name in self.models:
             if model.startswith(name) and (best is None or len(name) > len(best)):
                 best = name
-        return self.models[best] if best is not None else None
+        found = self.models[best] if best is not None else None
+        if len(self._found) < MEMO_MODELS:  # model names come from clients: bounded
+            self._found[model] = found
+        return found
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
         """USD for this usage, rounded to 1e-9; 0 for a model without a price."""

@@ -38,12 +38,8 @@ from services.core.prices import ESTIMATE_OUTPUT_TOKENS, Prices
 from services.core.runtime import Runtime
 from services.core.serde import encode
 from services.core.settings import Settings, Topics
-from services.core.tracing import Headers
 
 log = logging.getLogger(__name__)
-
-YIELD_EVERY = 500
-"""Records produced between two yields to the event loop, so a big batch never stalls streams."""
 
 
 def resolve_provider(req: JobRequest, settings: Settings) -> tuple[str, str]:
@@ -56,7 +52,7 @@ def resolve_provider(req: JobRequest, settings: Settings) -> tuple[str, str]:
             "the openai provider is not configured (OPENAI_API_KEY)",
             "provider",
         )
-    if provider == "fake":
+    if provider == "fake" and req.provider_options:  # no options: every default holds
         try:
             FakeProviderOptions.model_validate(req.provider_options)
         except ValueError as exc:
@@ -142,18 +138,6 @@ def _encoded(records: Sequence[tuple[str, str, BaseModel]]) -> list[tuple[str, s
     return out
 
 
-Record = tuple[str, str, bytes, Headers | None]
-
-
-async def _produce_all(producer: Producer, records: Sequence[Record]) -> list[Delivered]:
-    futures = []
-    for i, (topic, key, value, headers) in enumerate(records):
-        futures.append(await producer.produce(topic, key, value, headers=headers))
-        if i % YIELD_EVERY == YIELD_EVERY - 1:
-            await asyncio.sleep(0)
-    return list(await asyncio.gather(*futures))
-
-
 DEFAULT_TIMEOUT_S = 5.0
 """How long a publish may wait for Kafka unless told (``submit_timeout_s``)."""
 
@@ -187,13 +171,13 @@ async def publish(
     headers = tracing.inject()  # the caller's span, when traced: the worker continues it
     try:
         async with asyncio.timeout(timeout_s):
-            stored = await _produce_all(producer, [(*r, headers) for r in queued])
+            stored = await producer.produce_all([(*r, headers) for r in queued])
             # The lifecycle copies, each naming its ``queued``'s offset, ride with the commands.
             copies = [
                 (topics.lifecycle, key, value, copy_headers(headers, at.offset))
                 for (_, key, value), at in zip(queued, stored, strict=True)
             ]
-            sent = await _produce_all(producer, [*copies, *((*r, headers) for r in commands)])
+            sent = await producer.produce_all([*copies, *((*r, headers) for r in commands)])
             return sent[len(copies) :]
     except (TimeoutError, KafkaError) as exc:
         log.warning("%s not accepted: %s", what, exc or "timed out")

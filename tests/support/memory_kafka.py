@@ -346,6 +346,11 @@ class MemoryProducer:
         self.kafka.grew()
         return fut
 
+    async def produce_all(
+        self, records: Sequence[tuple[str, str | bytes | None, bytes, Any]], yield_every: int = 500
+    ) -> list[Delivered]:
+        return [await (await self.produce(t, k, v, headers=h)) for t, k, v, h in records]
+
     async def send(self, topic: str, key: str | bytes | None, value: bytes) -> Delivered:
         return await (await self.produce(topic, key, value))
 

@@ -11,9 +11,12 @@ a failed delivery raises ``DeliveryError``.
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import threading
 from collections import deque
-from typing import Any, Self
+from collections.abc import Callable, Sequence
+from typing import Any, Self, cast
 
 import confluent_kafka as ck
 
@@ -25,6 +28,12 @@ from services.core.kafka.common import (
     coordinates,
     error_from,
 )
+
+Outgoing = tuple[str, str | bytes | None, bytes, list[tuple[str, bytes]] | None]
+"""A record to produce: topic, key, value, headers."""
+
+YIELD_EVERY = 500
+"""Records ``produce_all`` hands to librdkafka between two yields to the event loop."""
 
 
 class Producer:
@@ -41,7 +50,7 @@ class Producer:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._settled: deque[tuple[asyncio.Future[Delivered], Delivered | KafkaError]] = deque()
+        self._settled: deque[tuple[asyncio.Future[Any], Any]] = deque()
         self._wake_scheduled = False
 
     async def __aenter__(self) -> Self:
@@ -90,14 +99,13 @@ class Producer:
                 )
             else:
                 result = Delivered(*coordinates(msg))
-            self._settled.append((fut, result))
-            if not self._wake_scheduled:
-                self._wake_scheduled = True
-                loop.call_soon_threadsafe(self._settle_all)
+            self._settle_later(fut, result)
 
+        if partition is None:
+            await self._produce(topic, key, value, headers, on_delivery)
+            return fut
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
-        if partition is not None:
-            kwargs["partition"] = partition
+        kwargs["partition"] = partition
         if headers:
             kwargs["headers"] = headers
         while True:
@@ -108,6 +116,76 @@ class Producer:
                 await asyncio.sleep(0.005)
             except ck.KafkaException as exc:
                 raise error_from(exc.args[0], f"produce to {topic}", DeliveryError) from exc
+
+    async def produce_all(
+        self, records: Sequence[Outgoing], yield_every: int = YIELD_EVERY
+    ) -> list[Delivered]:
+        """Produce every record; once the brokers acknowledged them all, where each landed.
+
+        One future for the lot instead of one per record: each delivery fills its
+        record's slot and the last one settles it, so a batch of thousands costs one
+        wake of the loop and no ``gather``. Raises the first failed delivery's
+        ``DeliveryError`` once every record is reported. Yields to the loop every
+        ``yield_every`` records, so a big batch never stalls the process's streams.
+        """
+        if not records:
+            return []
+        if self._producer is None:
+            self.start()
+        assert self._loop is not None
+        n = len(records)
+        slots: list[Delivered | KafkaError | None] = [None] * n
+        done: asyncio.Future[Delivered | list[Delivered | KafkaError | None]]
+        done = self._loop.create_future()
+        reported = itertools.count(1)
+
+        def on_delivery(i: int, err: ck.KafkaError | None, msg: ck.Message) -> None:
+            if err is not None:
+                slots[i] = error_from(err, f"delivery to {msg.topic()}", DeliveryError)
+            else:
+                slots[i] = Delivered(*coordinates(msg))
+            if next(reported) == n:  # itertools.count: one step at a time in any thread
+                self._settle_later(done, slots)
+
+        for i, (topic, key, value, headers) in enumerate(records):
+            await self._produce(topic, key, value, headers, functools.partial(on_delivery, i))
+            if i % yield_every == yield_every - 1:
+                await asyncio.sleep(0)
+        await done
+        for slot in slots:
+            if isinstance(slot, KafkaError):
+                raise slot
+        return cast("list[Delivered]", slots)
+
+    async def _produce(
+        self,
+        topic: str,
+        key: str | bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None,
+        on_delivery: Callable[[ck.KafkaError | None, ck.Message], None],
+    ) -> None:
+        assert self._producer is not None
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:
+                await asyncio.sleep(0.005)
+            except ck.KafkaException as exc:
+                raise error_from(exc.args[0], f"produce to {topic}", DeliveryError) from exc
+
+    def _settle_later(self, fut: asyncio.Future[Any], result: Any) -> None:
+        """From the poll thread: have the loop complete ``fut`` with ``result`` (an error
+        raises), together with every other delivery reported meanwhile."""
+        assert self._loop is not None
+        self._settled.append((fut, result))
+        if not self._wake_scheduled:
+            self._wake_scheduled = True
+            self._loop.call_soon_threadsafe(self._settle_all)
 
     async def send(self, topic: str, key: str | bytes | None, value: bytes) -> Delivered:
         """Produce one record and wait until the brokers acknowledged it."""
