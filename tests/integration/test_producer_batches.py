@@ -41,5 +41,5 @@ async def test_a_failed_delivery_raises_after_all_are_reported(kafka_bootstrap: 
     async with Producer(
         kafka_bootstrap, **{"message.timeout.ms": 2000, "allow.auto.create.topics": False}
     ) as producer:
-        with pytest.raises(DeliveryError, match="^delivery to absent-.*timed out"):
+        with pytest.raises(DeliveryError, match=r"^delivery to absent-.*timed out"):
             await producer.produce_all(records)
