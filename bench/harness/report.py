@@ -136,6 +136,11 @@ def _targets(scenario: str, offered_tokens_per_s: float | None, provider: str) -
         ]
     if scenario == "batch":
         return [Target("≥ 20,000 jobs/s accepted", "accepted_jobs_per_s", ">=", 20_000.0)]
+    if scenario == "fanout":
+        return [
+            Target("live p99 token latency ≤ 50 ms", "token_latency_ms.p99", "<=", 50.0),
+            Target("≤ 20 KB per open stream", "gateway_kb_per_stream", "<=", 20.0),
+        ]
     return []
 
 
@@ -199,7 +204,14 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     for priority, waits in (report.get("queue_wait_ms") or {}).items():
         for q in QUANTILES:
             out.append((f"queue_wait_ms {priority} {q}", _fmt(waits[q]), "—", "—"))
+    for key in SINGLE_FIGURES:
+        if report.get(key) is not None:
+            out.append((key, _fmt(report[key]), _fmt(base.get(key)), "—"))
     return out
+
+
+SINGLE_FIGURES = ("idle_streams", "idle_open", "gateway_kb_per_stream", "cpu_ms_per_token")
+"""Figures of some scenarios shown as they are, when the report has them."""
 
 
 def table(report: dict[str, Any]) -> Table:

@@ -271,3 +271,15 @@ class BodyLimit:
 
 class _BodyTooLargeError(Exception):
     pass
+
+
+class AsgiEndpoint:
+    """Marks a coroutine function as an ASGI app for Starlette's ``Route`` (which would
+    otherwise call a plain function with a ``Request``): the endpoint of a lean route,
+    one the app tries before FastAPI's documented route for the same path."""
+
+    def __init__(self, app: Callable[[Any, Any, Any], Awaitable[None]]) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)

@@ -32,13 +32,13 @@ def _id_path(description: str) -> object:
     return Path(description=description, json_schema_extra={"pattern": ID_PATTERN})
 
 
-def _job_id(job_id: Annotated[str, _id_path("A job id, as POST /v1/jobs answered.")]) -> str:
+async def _job_id(job_id: Annotated[str, _id_path("A job id, as POST /v1/jobs answered.")]) -> str:
     if not is_issued_id(job_id):
         raise not_found("job", job_id)
     return job_id
 
 
-def _batch_id(
+async def _batch_id(
     batch_id: Annotated[str, _id_path("A batch id, as POST /v1/batches answered.")],
 ) -> str:
     if not is_issued_id(batch_id):
@@ -46,5 +46,7 @@ def _batch_id(
     return batch_id
 
 
+# Coroutines, so FastAPI calls them on the loop: a plain function dependency runs in its
+# thread pool, a hand-off per request.
 JobId = Annotated[str, Depends(_job_id)]
 BatchId = Annotated[str, Depends(_batch_id)]

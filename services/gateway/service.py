@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from services.core.runtime import Runtime, ServicePart
 from services.gateway.delivery import install_quiet_cut_offs
 from services.gateway.fanout import Fanout
+from services.gateway.lean_events import lean_events_route
 from services.gateway.replay import ReplayReaders
 from services.gateway.router import make_router
 from services.gateway.state_routes import make_state_router
@@ -50,4 +51,5 @@ def create(rt: Runtime) -> ServicePart:
         stop=stop,
         drain=fanout.end_streams,
         checks=[fanout.ready],
+        lean_routes=[lean_events_route("/v1/jobs/{job_id}/events", rt.access, watches)],
     )

@@ -28,7 +28,7 @@ from schemas.jobs import JobRequest
 from services.core.access import Access
 from services.core.auth import Principal
 from services.core.errors import ApiError
-from services.core.http import JsonResponse, StrictRequest, read_strict_body
+from services.core.http import AsgiEndpoint, JsonResponse, StrictRequest, read_strict_body
 
 IDEMPOTENCY_KEY_MAX = 200
 """The longest ``Idempotency-Key`` taken, in characters."""
@@ -81,15 +81,4 @@ def lean_submit_route(path: str, access: Access, accept: Accept) -> Route:
         response = await accept(job_request(value, sent), who, key)
         await response(scope, receive, send)
 
-    return Route(path, _AsgiApp(submit), methods=["POST"], include_in_schema=False)
-
-
-class _AsgiApp:
-    """Marks a coroutine function as an ASGI app for Starlette's ``Route`` (which would
-    otherwise call a plain function with a ``Request``)."""
-
-    def __init__(self, app: Callable[[Any, Any, Any], Awaitable[None]]) -> None:
-        self._app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self._app(scope, receive, send)
+    return Route(path, AsgiEndpoint(submit), methods=["POST"], include_in_schema=False)

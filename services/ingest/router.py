@@ -116,8 +116,10 @@ def make_router(rt: Runtime) -> tuple[APIRouter, list[BaseRoute]]:
             description="A repeat with the same key answers with the first job.",
         ),
     ) -> JsonResponse:
-        """Submit a job. Served by ``lean_submit`` (tried first); this signature is its
-        OpenAPI, and the route answers the same should the lean one not be installed."""
+        """Submit a job: 202 once Kafka stored it, with its id, where to watch it and a
+        token that reads its events only."""
+        # Served by ``lean_submit`` (tried first): this signature is its OpenAPI, and this
+        # route answers the same (tests/integration/test_lean_routes_agree.py).
         return await accept(req, who, idempotency_key)
 
     add_cancel_route(router, rt, principal)

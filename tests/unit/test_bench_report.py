@@ -68,7 +68,11 @@ def test_targets_follow_the_issue() -> None:
     assert [(t.figure, t.bound) for t in report.targets_for("batch", None)] == [
         ("accepted_jobs_per_s", 20_000.0)
     ]
-    assert report.targets_for("fanout", 1000.0) == []
+    assert [(t.figure, t.op, t.bound) for t in report.targets_for("fanout", 1000.0)] == [
+        ("token_latency_ms.p99", "<=", 50.0),
+        ("gateway_kb_per_stream", "<=", 20.0),
+    ]
+    assert report.targets_for("priority", None) == []
 
 
 def test_the_openai_path_has_its_own_throughput_and_cpu_targets() -> None:
@@ -146,6 +150,16 @@ def test_table_rows_show_both_sides_and_the_ratio() -> None:
     assert rows["tokens_per_s"] == ("4,900.0", "4,990.0", "0.98")
     assert rows["token_latency_ms p99"] == ("9.00", "0.90", "10.00")
     assert report.table(out).row_count == len(report.rows(out)) + 2
+
+
+def test_fanout_rows_show_the_streams_and_their_memory() -> None:
+    out = {"idle_streams": 10_000, "idle_open": 10_000, "gateway_kb_per_stream": 24.25}
+    rows = {r[0]: r[1] for r in report.rows(out)}
+    assert rows == {
+        "idle_streams": "10,000",
+        "idle_open": "10,000",
+        "gateway_kb_per_stream": "24.25",
+    }
 
 
 def test_priority_rows_list_queue_wait_by_priority() -> None:

@@ -1,9 +1,10 @@
-"""The lean ``POST /v1/jobs`` (``services.ingest.lean_submit``) answers every refusal
-exactly as the documented FastAPI route (``router.submit_job``) it stands in front of.
+"""The lean routes answer every refusal exactly as the documented FastAPI routes they
+stand in front of: ``POST /v1/jobs`` (``services.ingest.lean_submit``) and
+``GET /v1/jobs/{id}/events`` (``services.gateway.lean_events``).
 
-Both apps are built from the same settings; one has the lean route taken out, so
-FastAPI's route serves it. Refusals never reach Kafka, so the apps run without
-their lifespan (no producer is started).
+Both apps are built from the same settings; one has the lean routes taken out, so
+FastAPI's routes serve them. Refusals never reach Kafka, so the apps run without
+their lifespan (no producer or fan-out is started).
 """
 
 from __future__ import annotations
@@ -57,12 +58,15 @@ CASES: list[tuple[str, dict[str, str], bytes]] = [
 ]
 
 
+LEAN_PATHS = {"/v1/jobs", "/v1/jobs/{job_id}/events"}
+
+
 def without_lean_routes(app: FastAPI) -> FastAPI:
-    """``app`` with only FastAPI's routes: the documented ``submit_job`` serves POST /v1/jobs."""
+    """``app`` with only FastAPI's routes: the documented ones serve every path."""
     app.router.routes[:] = [
         r
         for r in app.router.routes
-        if isinstance(r, APIRoute) or getattr(r, "path", None) != "/v1/jobs"
+        if isinstance(r, APIRoute) or getattr(r, "path", None) not in LEAN_PATHS
     ]
     return app
 
@@ -79,8 +83,8 @@ def apps(
         max_body_bytes=65_536,
         data_dir=tmp_path_factory.mktemp("data"),  # type: ignore[arg-type]
     )
-    lean = build_app(settings, ["ingest"])
-    plain = without_lean_routes(build_app(settings, ["ingest"]))
+    lean = build_app(settings, ["ingest", "gateway"])
+    plain = without_lean_routes(build_app(settings, ["ingest", "gateway"]))
     yield lean, plain
 
 
@@ -91,12 +95,13 @@ async def answer(app: FastAPI, headers: dict[str, str], body: bytes) -> tuple[in
     return r.status_code, r.json()
 
 
-def test_the_lean_route_is_the_one_serving(apps: tuple[FastAPI, FastAPI]) -> None:
+@pytest.mark.parametrize("path", sorted(LEAN_PATHS))
+def test_the_lean_route_is_the_one_serving(apps: tuple[FastAPI, FastAPI], path: str) -> None:
     lean, plain = apps
-    served = [r for r in lean.router.routes if getattr(r, "path", None) == "/v1/jobs"]
+    served = [r for r in lean.router.routes if getattr(r, "path", None) == path]
     assert not isinstance(served[0], APIRoute), "the lean route must come first"
     assert not any(
-        getattr(r, "path", None) == "/v1/jobs" and not isinstance(r, APIRoute)
+        getattr(r, "path", None) == path and not isinstance(r, APIRoute)
         for r in plain.router.routes
     )
 
@@ -127,3 +132,49 @@ def test_a_valid_job_gets_the_same_answer_from_both_routes(
         return {k: v for k, v in answer.items() if str(answer["job_id"]) not in str(v)}
 
     assert without_ids(got[1]) == without_ids(want[1])
+
+
+JOB = "0199a2b4-5c6d-7e8f-9a0b-1c2d3e4f5a6b"
+"""Well formed, issued to nobody."""
+EVENTS = f"/v1/jobs/{JOB}/events"
+
+EVENT_CASES: list[tuple[str, str, str, dict[str, str]]] = [
+    ("not an id", "GET", "/v1/jobs/nope/events", ALICE),
+    ("uppercase id", "GET", f"/v1/jobs/{JOB.upper()}/events", ALICE),
+    ("not an id, no key", "GET", "/v1/jobs/nope/events", {}),
+    ("no key", "GET", EVENTS, {}),
+    ("unknown key", "GET", EVENTS, {"Authorization": "Bearer nope"}),
+    ("unknown x-api-key", "GET", EVENTS, {"X-API-Key": "nope"}),
+    ("forged token", "GET", EVENTS + "?token=abc", {}),
+    ("forged token beside a key", "GET", EVENTS + "?token=abc", ALICE),
+    ("cursor not a number", "GET", EVENTS + "?last_event_id=x", ALICE),
+    ("header cursor not a number", "GET", EVENTS, {**ALICE, "Last-Event-ID": "-1"}),
+    ("both cursors bad", "GET", EVENTS + "?last_event_id=x", {**ALICE, "Last-Event-ID": "y"}),
+    ("cursor too long", "GET", EVENTS + "?last_event_id=" + "1" * 20, ALICE),
+    ("cursor past any offset", "GET", EVENTS + "?last_event_id=" + "9" * 19, ALICE),
+    ("bad cursor, no key", "GET", EVENTS + "?last_event_id=x", {}),
+    ("HEAD", "HEAD", EVENTS, ALICE),
+    ("POST", "POST", EVENTS, ALICE),
+]
+
+
+async def event_answer(
+    app: FastAPI, method: str, url: str, headers: dict[str, str]
+) -> tuple[int, object, str | None]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        r = await client.request(method, url, headers=headers)
+    return r.status_code, r.json() if r.content else None, r.headers.get("allow")
+
+
+@pytest.mark.parametrize(
+    ("case", "method", "url", "headers"), EVENT_CASES, ids=[c[0] for c in EVENT_CASES]
+)
+def test_every_refused_stream_is_the_same_from_both_routes(
+    apps: tuple[FastAPI, FastAPI], case: str, method: str, url: str, headers: dict[str, str]
+) -> None:
+    lean, plain = apps
+    got = asyncio.run(event_answer(lean, method, url, headers))
+    want = asyncio.run(event_answer(plain, method, url, headers))
+    assert 400 <= want[0] < 500, (case, want)
+    assert got == want, case
