@@ -24,7 +24,7 @@ from fastapi import FastAPI
 
 from services.analytics import forward as analytics_forward
 from services.analytics import service as analytics
-from services.core import openapi, tracing
+from services.core import gc_pauses, openapi, tracing
 from services.core.access import Access
 from services.core.errors import ConfigError, KafkaError
 from services.core.http import (
@@ -189,6 +189,7 @@ def settle_garbage_collector() -> None:
     gc.freeze()
     young, middle, _ = gc.get_threshold()
     gc.set_threshold(young, middle, GC_FULL_AFTER_YOUNG)
+    gc_pauses.watch_collections()
 
 
 class DrainingServer(uvicorn.Server):

@@ -24,6 +24,7 @@ consumer or another stream.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import deque
@@ -37,6 +38,15 @@ log = logging.getLogger(__name__)
 
 POLL_MAX_RECORDS = 2000
 LAG_EVERY_S = 2.0
+
+
+BEAT_TICK_S = 0.25
+"""How often the heartbeat ticker beats its next slot of streams."""
+
+
+def beat_slots(heartbeat_s: float) -> int:
+    """How many slots a heartbeat cycle is cut into: a tick each ``BEAT_TICK_S``."""
+    return max(1, round(heartbeat_s / BEAT_TICK_S))
 
 
 class Subscription:
@@ -53,6 +63,7 @@ class Subscription:
         "_quiet",
         "_waiter",
         "beat_due",
+        "beat_slot",
         "closed",
         "cut",
         "job_key",
@@ -82,6 +93,8 @@ class Subscription:
         self.woken = False
         """Something happened since the last ``take``: records, an overflow, a close, a beat."""
         self.beat_due = False
+        self.beat_slot = 0
+        """Which tick of the heartbeat cycle beats this stream (``beat_slots``)."""
         self.cut = cut
         self.live = False
         """Set once the stream has replayed what lay before ``live_from``; only then may a
@@ -152,6 +165,8 @@ class Fanout:
     ) -> None:
         self.topic = topic
         self._heartbeat_s = heartbeat_s
+        self._beat_slots = beat_slots(heartbeat_s)
+        self._opened = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
         self._admin = admin
         self._buffer_limit = buffer_limit
@@ -229,6 +244,7 @@ class Fanout:
 
     def subscribe(self, job_key: bytes, partition: int, cut: asyncio.Future[None]) -> Subscription:
         sub = Subscription(job_key, partition, self._positions[partition], self._buffer_limit, cut)
+        sub.beat_slot = next(self._opened) % self._beat_slots
         self._subs.setdefault(job_key, set()).add(sub)
         return sub
 
@@ -330,10 +346,24 @@ class Fanout:
                 await self._measure_lag()
 
     async def _beat(self) -> None:
-        """Every ``heartbeat_s``, wake the streams that had nothing to send meanwhile."""
+        """Every ``heartbeat_s``, wake the streams that had nothing to send meanwhile: one
+        slot of them per tick, so the beats of thousands of idle streams never come at once.
+
+        Waking all at once wrote 10,000 heartbeats in one turn of the loop, and every
+        live token waited behind them (``bench fanout --idle 10000``: p99 107-130 ms).
+        """
+        slots = self._beat_slots
+        tick = self._heartbeat_s / slots
+        slot = 0
         while True:
-            await asyncio.sleep(self._heartbeat_s)
-            for sub in self._every_stream():
+            await asyncio.sleep(tick)
+            self.beat(slot)
+            slot = (slot + 1) % slots
+
+    def beat(self, slot: int) -> None:
+        """One tick of the heartbeat cycle: beat the streams of ``slot``."""
+        for sub in self._every_stream():
+            if sub.beat_slot == slot:
                 sub.beat()
 
     async def _measure_lag(self) -> None:

@@ -9,7 +9,7 @@ import orjson
 
 from services.core.kafka import Admin, KafkaClients, Record
 from services.core.partitioner import partition_for
-from services.gateway.fanout import Fanout, Subscription
+from services.gateway.fanout import Fanout, Subscription, beat_slots
 from services.gateway.stream_item import StreamItem
 from tests.support.memory_kafka import MemoryKafka
 
@@ -97,6 +97,22 @@ async def test_a_heartbeat_is_due_only_for_a_quiet_stream() -> None:
     waited = asyncio.ensure_future(sub.wait())
     await asyncio.sleep(0)
     assert waited.done(), "a woken stream does not wait"
+
+
+async def test_heartbeats_are_spread_over_the_cycle_and_reach_every_stream_once() -> None:
+    f = fanout()  # heartbeat every 15 s
+    slots = beat_slots(15.0)
+    assert slots == 60, "a tick every 0.25 s"
+    cut = asyncio.get_running_loop().create_future()
+    subs = [f.subscribe(f"job-{i}".encode(), 0, cut) for i in range(600)]
+    beaten: list[int] = []
+    for slot in range(slots):
+        f.beat(slot)
+        due = [s for s in subs if s.beat_due]
+        beaten.append(len(due))
+        for s in due:
+            s.beat_due = False
+    assert beaten == [10] * slots, "each tick beats a sixtieth of the streams"
 
 
 async def test_a_job_younger_than_the_fan_out_is_found_in_its_memory_at_once() -> None:
