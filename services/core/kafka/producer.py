@@ -1,7 +1,8 @@
 """The idempotent producer (``acks=all``, ``enable.idempotence``, ``murmur2_random``).
 
 A background thread polls it; each ``produce`` returns an asyncio future that
-the delivery callback completes on the loop. Deliveries reported together are
+the delivery callback completes on the loop (``produce_all``: one future for
+many records). Deliveries reported together are
 settled together: the callbacks queue their results and the loop is woken once
 per run of them, not once per record (a worker streaming 30,000 tokens/s would
 otherwise wake it 30,000 times). A record is durable once its future resolves;
@@ -101,21 +102,8 @@ class Producer:
                 result = Delivered(*coordinates(msg))
             self._settle_later(fut, result)
 
-        if partition is None:
-            await self._produce(topic, key, value, headers, on_delivery)
-            return fut
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
-        kwargs["partition"] = partition
-        if headers:
-            kwargs["headers"] = headers
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                return fut
-            except BufferError:
-                await asyncio.sleep(0.005)
-            except ck.KafkaException as exc:
-                raise error_from(exc.args[0], f"produce to {topic}", DeliveryError) from exc
+        await self._produce(topic, key, value, headers, on_delivery, partition)
+        return fut
 
     async def produce_all(
         self, records: Sequence[Outgoing], yield_every: int = YIELD_EVERY
@@ -135,8 +123,7 @@ class Producer:
         assert self._loop is not None
         n = len(records)
         slots: list[Delivered | KafkaError | None] = [None] * n
-        done: asyncio.Future[Delivered | list[Delivered | KafkaError | None]]
-        done = self._loop.create_future()
+        done: asyncio.Future[Any] = self._loop.create_future()
         reported = itertools.count(1)
 
         def on_delivery(i: int, err: ck.KafkaError | None, msg: ck.Message) -> None:
@@ -164,9 +151,13 @@ class Producer:
         value: bytes,
         headers: list[tuple[str, bytes]] | None,
         on_delivery: Callable[[ck.KafkaError | None, ck.Message], None],
+        partition: int | None = None,
     ) -> None:
+        """Hand one record to librdkafka, waiting while its queue is full."""
         assert self._producer is not None
         kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery}
+        if partition is not None:
+            kwargs["partition"] = partition
         if headers:
             kwargs["headers"] = headers
         while True:
