@@ -26,6 +26,7 @@ from services.analytics import forward as analytics_forward
 from services.analytics import service as analytics
 from services.core import gc_pauses, openapi, tracing
 from services.core.access import Access
+from services.core.cors import install_cors
 from services.core.errors import ConfigError, KafkaError
 from services.core.http import (
     BodyLimit,
@@ -169,6 +170,7 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
     checks += [c for part in parts for c in part.checks]
     app.include_router(health_router(checks))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_cors(app, settings.cors_origin_list)
     return app
 
 

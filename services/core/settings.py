@@ -140,6 +140,29 @@ class HttpSettings(BaseModel):
         ge=1024,
         description="Larger request bodies get 413, chunked ones too, before they are read whole.",
     )
+    cors_origins: str = Field(
+        default="",
+        description="Web origins (`https://app.example.com`, comma-separated; `*` for any) "
+        "whose pages may call the API and open streams; none by default.",
+    )
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, v: str) -> str:
+        for origin in (o.strip().rstrip("/") for o in v.split(",") if o.strip()):
+            if origin != "*" and (
+                not origin.startswith(("http://", "https://")) or origin.count("/") != 2
+            ):
+                raise ValueError(
+                    f"TOKENRELAY_CORS_ORIGINS: {origin!r} is not an origin "
+                    "(scheme://host[:port], no path)"
+                )
+        return v
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """``cors_origins`` as a list, blanks dropped."""
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
 
 class IngestSettings(BaseModel):

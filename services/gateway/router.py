@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from services.core.access import API_KEY, BEARER, STREAM_TOKEN, Access
 from services.core.auth import Principal
+from services.core.cors import origin_refused, websocket_origin_allowed
 from services.core.errors import ApiError
 from services.core.http import JsonResponse, StrictJsonRoute, error_body
 from services.core.ids import is_issued_id
@@ -164,6 +165,8 @@ def make_router(rt: Runtime, watches: Watches) -> APIRouter:
         last_event_id: str | None = Query(default=None, max_length=30),
     ) -> None:
         try:
+            if not websocket_origin_allowed(rt.settings.cors_origin_list, websocket.headers):
+                raise origin_refused()
             if not is_issued_id(job_id):
                 raise not_found("job", job_id)
             who = _caller(rt.access, websocket.headers, job_id, token)
