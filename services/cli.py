@@ -5,15 +5,22 @@ from __future__ import annotations
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import orjson
 import typer
 from rich.console import Console
 
 from schemas.jobs import Priority
-from services.core.auth import parse_api_keys
+from services.cli_client import (
+    KeyOption,
+    UrlOption,
+    answer,
+    api_client,
+    err,
+    print_stream,
+)
+from services.cli_jobs import batch_app, clean, jobs_app
 from services.core.errors import ConfigError, KafkaUnavailableError
 from services.core.logs import setup_logging
 from services.core.settings import Settings
@@ -21,7 +28,9 @@ from services.core.settings import Settings
 app = typer.Typer(help="tokenrelay: LLM jobs on Kafka.", no_args_is_help=True)
 kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
-err = Console(stderr=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(batch_app, name="batch")
+app.command()(clean)
 
 
 def _settings() -> Settings:
@@ -70,32 +79,6 @@ def up() -> None:
     run(_settings())
 
 
-def _default_key(settings: Settings) -> str:
-    return next(iter(parse_api_keys(settings.api_keys.get_secret_value())))
-
-
-UrlOption = Annotated[
-    str | None, typer.Option(help="the public face; default http://TOKENRELAY_HTTP_HOST:PORT")
-]
-KeyOption = Annotated[
-    str | None, typer.Option(envvar="TOKENRELAY_API_KEY", help="default: the first configured")
-]
-
-
-def _api(url: str | None, api_key: str | None) -> httpx.Client:
-    settings = _settings()
-    base = url or f"http://{settings.http_host}:{settings.http_port}"
-    headers = {"Authorization": f"Bearer {api_key or _default_key(settings)}"}
-    return httpx.Client(base_url=base, headers=headers, timeout=httpx.Timeout(60))
-
-
-def _answer(r: httpx.Response) -> Any:
-    if r.status_code != 200:
-        err.print(f"[red]{r.status_code}[/red] {r.text}")
-        raise typer.Exit(1)
-    return r.json()
-
-
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="read-only ClickHouse SQL, e.g. SELECT …")],
@@ -106,8 +89,8 @@ def sql(
     """Run read-only SQL on the analytics tables (admin key) and print a table."""
     from services.cli_tables import table_of
 
-    with _api(url, api_key) as client:
-        body = _answer(client.post("/v1/analytics/sql", json={"sql": query}))
+    with api_client(url, api_key) as client:
+        body = answer(client.post("/v1/analytics/sql", json={"sql": query}))
     if as_json:
         sys.stdout.write(orjson.dumps(body).decode() + "\n")
         return
@@ -127,9 +110,9 @@ def stats(
     from services.cli_tables import stats_summary, table_of_dicts
 
     since = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=minutes)).isoformat()
-    with _api(url, api_key) as client:
-        cost = _answer(client.get("/v1/analytics/cost", params={"since": since}))["rows"]
-        rate = _answer(
+    with api_client(url, api_key) as client:
+        cost = answer(client.get("/v1/analytics/cost", params={"since": since}))["rows"]
+        rate = answer(
             client.get("/v1/analytics/throughput", params={"since": since, "interval": "minute"})
         )["rows"]
     out = Console()
@@ -146,15 +129,10 @@ def submit(
     provider: Annotated[str | None, typer.Option(help="openai or fake")] = None,
     max_tokens: Annotated[int | None, typer.Option()] = None,
     stream: Annotated[bool, typer.Option("--stream/--no-stream", help="print tokens live")] = False,
-    url: Annotated[
-        str | None, typer.Option(help="default http://TOKENRELAY_HTTP_HOST:PORT")
-    ] = None,
-    api_key: Annotated[str | None, typer.Option(envvar="TOKENRELAY_API_KEY")] = None,
+    url: UrlOption = None,
+    api_key: KeyOption = None,
 ) -> None:
     """Submit a job; with --stream, print its tokens as they arrive."""
-    settings = _settings()
-    base = url or f"http://{settings.http_host}:{settings.http_port}"
-    headers = {"Authorization": f"Bearer {api_key or _default_key(settings)}"}
     body = {
         "prompt": prompt,
         "priority": priority.value,
@@ -162,9 +140,7 @@ def submit(
         "provider": provider,
         "max_tokens": max_tokens,
     }
-    with httpx.Client(
-        base_url=base, headers=headers, timeout=httpx.Timeout(30, read=None)
-    ) as client:
+    with api_client(url, api_key, read_timeout=None) as client:
         r = client.post("/v1/jobs", json={k: v for k, v in body.items() if v is not None})
         if r.status_code != 202:
             err.print(f"[red]{r.status_code}[/red] {r.text}")
@@ -174,39 +150,7 @@ def submit(
             sys.stdout.write(orjson.dumps(job, option=orjson.OPT_INDENT_2).decode() + "\n")
             return
         err.print(f"job {job['job_id']} ({job['priority']})")
-        _print_stream(client, job["stream_url"])
-
-
-def _print_stream(client: httpx.Client, path: str) -> None:
-    """Print token text as SSE events arrive; the summary of the terminal event on stderr."""
-    event = ""
-    with client.stream("GET", path) as resp:
-        if resp.status_code != 200:
-            err.print(f"[red]{resp.status_code}[/red] {resp.read().decode()}")
-            raise typer.Exit(1)
-        for line in resp.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data = orjson.loads(line[6:])
-                if event == "started" and data["attempt"] > 1:
-                    sys.stdout.write("\n")
-                if event == "token":
-                    sys.stdout.write(data["text"])
-                    sys.stdout.flush()
-                elif event == "completed":
-                    u = data["usage"]
-                    sys.stdout.write("\n")
-                    err.print(
-                        f"[green]completed[/green] {u['completion_tokens']} tokens, "
-                        f"ttft {data['ttft_ms']} ms, {data['tokens_per_s']} tokens/s"
-                    )
-                elif event in ("failed", "cancelled"):
-                    sys.stdout.write("\n")
-                    err.print(
-                        f"[red]{event}[/red] {data.get('error_kind', '')} {data.get('message', '')}"
-                    )
-                    raise typer.Exit(1)
+        print_stream(client, job["stream_url"])
 
 
 @app.command()
