@@ -121,7 +121,13 @@ def test_a_running_job_and_a_paused_batch_are_cancelled(
     assert orjson.loads(final.stdout)["counts"]["cancelled"] == 3
 
 
-def test_errors_say_what_and_exit_1(cli: Callable[..., Any]) -> None:
+def test_errors_say_what_and_exit_1_and_submit_streams(cli: Callable[..., Any]) -> None:
+    streamed = cli("submit", "hello there", "--max-tokens", "5", "--stream")
+    assert streamed.exit_code == 0, streamed.output
+    assert streamed.stdout.strip() and "completed 5 tokens" in streamed.stderr
+    job = orjson.loads(cli("submit", "quiet", "--max-tokens", "1").stdout)
+    assert job["status"] == "queued" and job["stream_token"]
+
     missing = cli("jobs", "show", "not-a-job")
     assert missing.exit_code == 1
     assert "404 no job not-a-job (job_id)" in missing.stderr
