@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import orjson
 import typer
 from rich.console import Console
@@ -320,6 +321,16 @@ def main() -> None:
     except (ConfigError, KafkaUnavailableError) as exc:
         err.print(f"[red]error:[/red] {exc}")
         sys.exit(2)
+    except httpx.HTTPError as exc:  # the API commands: nothing answered, or it broke off
+        err.print(f"[red]error:[/red] no answer from {_url_of(exc)}: {exc!r}", soft_wrap=True)
+        sys.exit(1)
+
+
+def _url_of(exc: httpx.HTTPError) -> str:
+    try:
+        return str(exc.request.url)
+    except RuntimeError:  # an error raised before any request was made
+        return "the API"
 
 
 if __name__ == "__main__":

@@ -36,6 +36,8 @@ batch_app = typer.Typer(
 FINAL_BATCH = frozenset({"succeeded", "failed", "cancelled"})
 POLL_S = 0.5
 """How often ``batch submit --watch`` and ``batch status --watch`` read the batch."""
+UNSEEN_S = 30.0
+"""How long ``--watch`` waits for a batch it just submitted to appear in the job state."""
 
 JOB_COLUMNS = ("job_id", "status", "priority", "model", "tokens", "cost_usd", "queued")
 
@@ -200,12 +202,13 @@ def _watch_batch(client: Any, batch_id: str, total: int) -> dict[str, Any]:
         TextColumn("{task.completed}/{task.total}"),
         TimeRemainingColumn(),
     )
+    unseen_until = time.monotonic() + UNSEEN_S
     with Progress(*columns, console=err) as bar:
         task = bar.add_task(f"batch {batch_id[:8]}", total=total)
         while True:
             r = client.get(f"/v1/batches/{batch_id}")
-            if r.status_code == 404:  # accepted, not yet in the job state: read again
-                time.sleep(POLL_S)
+            if r.status_code == 404 and time.monotonic() < unseen_until:
+                time.sleep(POLL_S)  # accepted, not yet in the job state: read again
                 continue
             batch = answer(r)
             bar.update(task, completed=_finished(batch), description=f"batch {batch['status']}")
