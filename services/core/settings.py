@@ -122,6 +122,11 @@ class KafkaSettings(BaseModel):
         return self
 
 
+def _origins_of(value: str) -> list[str]:
+    """The origins of a comma-separated list, blanks and trailing slashes dropped."""
+    return [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+
+
 class HttpSettings(BaseModel):
     """The HTTP faces: where they listen, who may call them, what they read."""
 
@@ -149,7 +154,7 @@ class HttpSettings(BaseModel):
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, v: str) -> str:
-        for origin in (o.strip().rstrip("/") for o in v.split(",") if o.strip()):
+        for origin in _origins_of(v):
             if origin != "*" and (
                 not origin.startswith(("http://", "https://")) or origin.count("/") != 2
             ):
@@ -162,7 +167,7 @@ class HttpSettings(BaseModel):
     @property
     def cors_origin_list(self) -> list[str]:
         """``cors_origins`` as a list, blanks dropped."""
-        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
+        return _origins_of(self.cors_origins)
 
 
 class IngestSettings(BaseModel):

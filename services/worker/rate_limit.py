@@ -39,7 +39,12 @@ class RateLimiter:
     @property
     def limited(self) -> bool:
         """Whether any model has a budget."""
-        return any(limit.rpm or limit.tpm for limit in self._limits.values())
+        return any(self._budgeted(model) for model in self._limits)
+
+    def _budgeted(self, model: str) -> bool:
+        """Whether ``model`` has a budget (a limit of 0 is none)."""
+        limit = self._limits.get(model)
+        return limit is not None and bool(limit.rpm or limit.tpm)
 
     def set_share(self, share: float) -> None:
         """Run every budget at ``share`` of its fleet-wide rate from now on."""
@@ -72,8 +77,7 @@ class RateLimiter:
     async def acquire(self, model: str, tokens: int) -> float:
         """Wait until one request and ``tokens`` fit the model's budget; returns seconds waited."""
         waited = 0.0
-        limit = self._limits.get(model)
-        if limit is not None and (limit.rpm or limit.tpm) and not self._shared.is_set():
+        if not self._shared.is_set() and self._budgeted(model):
             started = time.monotonic()
             await self._shared.wait()
             waited = time.monotonic() - started
