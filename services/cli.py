@@ -19,6 +19,7 @@ from services.cli_client import (
     answer,
     api_client,
     err,
+    print_json,
     print_stream,
 )
 from services.cli_jobs import batch_app, clean, jobs_app
@@ -143,12 +144,9 @@ def submit(
     }
     with api_client(url, api_key, read_timeout=None) as client:
         r = client.post("/v1/jobs", json={k: v for k, v in body.items() if v is not None})
-        if r.status_code != 202:
-            err.print(f"[red]{r.status_code}[/red] {r.text}")
-            raise typer.Exit(1)
-        job = r.json()
+        job = answer(r, ok=(202,))
         if not stream:
-            sys.stdout.write(orjson.dumps(job, option=orjson.OPT_INDENT_2).decode() + "\n")
+            print_json(job)
             return
         err.print(f"job {job['job_id']} ({job['priority']})")
         print_stream(client, job["stream_url"])

@@ -64,6 +64,14 @@ def print_json(value: Any) -> None:
     sys.stdout.write(orjson.dumps(value, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
+def report(value: Any, as_json: bool, summary: str) -> None:
+    """An answer as JSON on stdout (``--json``), else its one-line ``summary`` on stderr."""
+    if as_json:
+        print_json(value)
+    else:
+        err.print(summary, soft_wrap=True)
+
+
 def print_stream(client: httpx.Client, path: str) -> dict[str, Any]:
     """Print token text as SSE events arrive, the terminal event's summary on stderr; returns
     the terminal event (exit 1 after a failed or cancelled one)."""

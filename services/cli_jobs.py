@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +27,7 @@ from services.cli_client import (
     err,
     print_json,
     print_stream,
+    report,
 )
 
 jobs_app = typer.Typer(help="Jobs: list, show, watch, cancel, retry.", no_args_is_help=True)
@@ -178,7 +180,7 @@ def cancel_job(
     body = {"reason": reason} if reason else None
     with api_client(url, api_key) as client:
         out = answer(client.post(f"/v1/jobs/{job_id}/cancel", json=body), ok=(202,))
-    print_json(out) if as_json else err.print(f"job {job_id}: {out['status']}")
+    report(out, as_json, f"job {job_id}: {out['status']}")
 
 
 @jobs_app.command("retry")
@@ -191,7 +193,7 @@ def retry_job(
     """Run a failed or cancelled job again (admin)."""
     with api_client(url, api_key) as client:
         out = answer(client.post(f"/v1/jobs/{job_id}/retry"), ok=(202,))
-    print_json(out) if as_json else err.print(f"job {job_id}: {out['status']}")
+    report(out, as_json, f"job {job_id}: {out['status']}")
 
 
 def _watch_batch(client: Any, batch_id: str, total: int) -> dict[str, Any]:
@@ -237,11 +239,11 @@ def submit_batch(
         )
         batch_id, total = accepted["batch_id"], len(accepted["job_ids"])
         if not watch:
-            print_json(accepted) if as_json else err.print(f"batch {batch_id}: {total} jobs")
+            report(accepted, as_json, f"batch {batch_id}: {total} jobs")
             return
         err.print(f"batch {batch_id}: {total} jobs")
         final = _watch_batch(client, batch_id, total)
-    print_json(final) if as_json else err.print(batch_line(final), soft_wrap=True)
+    report(final, as_json, batch_line(final))
     if final["status"] != "succeeded":
         raise typer.Exit(1)
 
@@ -262,43 +264,30 @@ def batch_status(
     print_json(batch) if as_json else Console().print(batch_line(batch), soft_wrap=True)
 
 
-def _instruct(batch_id: str, action: str, as_json: bool, url: str | None, key: str | None) -> None:
-    with api_client(url, key) as client:
-        out = answer(client.post(f"/v1/batches/{batch_id}/{action}"), ok=(202,))
-    print_json(out) if as_json else err.print(f"batch {batch_id}: {out['status']}")
+BATCH_INSTRUCTIONS = {
+    "pause": "Hold the batch's jobs that have not started.",
+    "resume": "Release a paused batch's jobs.",
+    "cancel": "End every unfinished job of the batch.",
+}
+"""``tokenrelay batch <action> ID``: each posts ``/v1/batches/ID/<action>``."""
 
 
-@batch_app.command("pause")
-def pause_batch(
-    batch_id: Annotated[str, typer.Argument()],
-    as_json: JsonOption = False,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-) -> None:
-    """Hold the batch's jobs that have not started."""
-    _instruct(batch_id, "pause", as_json, url, api_key)
+def _instruction(action: str) -> Callable[..., None]:
+    def instruct(
+        batch_id: Annotated[str, typer.Argument()],
+        as_json: JsonOption = False,
+        url: UrlOption = None,
+        api_key: KeyOption = None,
+    ) -> None:
+        with api_client(url, api_key) as client:
+            out = answer(client.post(f"/v1/batches/{batch_id}/{action}"), ok=(202,))
+        report(out, as_json, f"batch {batch_id}: {out['status']}")
+
+    return instruct
 
 
-@batch_app.command("resume")
-def resume_batch(
-    batch_id: Annotated[str, typer.Argument()],
-    as_json: JsonOption = False,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-) -> None:
-    """Release a paused batch's jobs."""
-    _instruct(batch_id, "resume", as_json, url, api_key)
-
-
-@batch_app.command("cancel")
-def cancel_batch(
-    batch_id: Annotated[str, typer.Argument()],
-    as_json: JsonOption = False,
-    url: UrlOption = None,
-    api_key: KeyOption = None,
-) -> None:
-    """End every unfinished job of the batch."""
-    _instruct(batch_id, "cancel", as_json, url, api_key)
+for _action, _help in BATCH_INSTRUCTIONS.items():
+    batch_app.command(_action, help=_help)(_instruction(_action))
 
 
 def clean(
@@ -310,6 +299,6 @@ def clean(
     """Remove finished jobs older than --older-than from the job state (admin)."""
     with api_client(url, api_key) as client:
         out = answer(client.post("/v1/admin/clean", params={"older_than": older_than}))
-    print_json(out) if as_json else err.print(
-        f"removed {out['removed']} finished jobs older than {out['older_than_s']} s"
+    report(
+        out, as_json, f"removed {out['removed']} finished jobs older than {out['older_than_s']} s"
     )
