@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ign
 
 from services.core.errors import KafkaUnavailableError
 from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from, retry_transient
+from services.core.kafka.consumer import committed_or_raise
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +69,12 @@ class Admin:
         """
         reader = self._offset_reader(group)
 
-        async def ask() -> list[ck.TopicPartition]:
-            found: list[ck.TopicPartition] = await asyncio.to_thread(
-                reader.committed, tps, timeout=timeout
-            )
-            failed = next((tp.error for tp in found if tp.error is not None), None)
-            if failed is not None:
-                raise ck.KafkaException(failed)
-            return found
-
         # A new group's first answer is often NOT_COORDINATOR: transient, asked again.
-        found = await retry_transient(f"offsets of group {group}", timeout, ask)
+        found = await retry_transient(
+            f"offsets of group {group}",
+            timeout,
+            lambda: asyncio.to_thread(committed_or_raise, reader, tps, timeout),
+        )
         return {(tp.topic, tp.partition): tp.offset for tp in found}
 
     async def topics(self, timeout: float = 5.0) -> dict[str, int]:

@@ -46,6 +46,17 @@ def _by_partition(tps: list[ck.TopicPartition]) -> dict[TopicPartition, Committe
     }
 
 
+def committed_or_raise(
+    c: ck.Consumer, tps: list[ck.TopicPartition], timeout: float
+) -> list[ck.TopicPartition]:
+    """``c.committed``, raising the first partition's error instead of returning it."""
+    found: list[ck.TopicPartition] = c.committed(tps, timeout=timeout)
+    failed = next((tp.error for tp in found if tp.error is not None), None)
+    if failed is not None:
+        raise ck.KafkaException(failed)
+    return found
+
+
 def _poll_batch(c: ck.Consumer, max_records: int, timeout: float) -> list[ck.Message]:
     first = c.poll(timeout)
     if first is None:
@@ -129,11 +140,13 @@ class Consumer:
     async def committed(
         self, tps: Iterable[TopicPartition], timeout: float = COMMITTED_TIMEOUT_S
     ) -> dict[TopicPartition, Committed]:
-        """The group's committed offset and metadata for each partition."""
+        """The group's committed offset and metadata for each partition; a partition's own
+        error raises (a transient one, such as a new group's NOT_COORDINATOR, is asked again)."""
         res = await self._lookup(
             "committed offsets",
             timeout,
-            self._c.committed,
+            committed_or_raise,
+            self._c,
             [ck.TopicPartition(t, p) for t, p in tps],
             timeout,
         )
