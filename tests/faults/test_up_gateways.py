@@ -3,7 +3,9 @@ kernel spreading connections between them, and analytics alone, reached through 
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,13 +33,21 @@ def test_names_and_ports_of_the_gateways() -> None:
     assert analytics_port(Settings(http_port=8000, workers=2, gateways=3)) == 8003
 
 
-def _process_started_at(base: str) -> str:
-    """A fresh connection's ``/metrics``: the start time of the process that took it."""
-    with httpx.Client(base_url=base, timeout=10) as fresh:
-        for line in fresh.get("/metrics").text.splitlines():
-            if line.startswith("process_start_time_seconds "):
-                return line.split()[1]
-    raise AssertionError("no process_start_time_seconds in /metrics")
+def _accepted_by(port: int) -> str:
+    """The pid of the process that took a fresh connection to ``port`` (Linux: the owner of
+    the server's end of it, from ``/proc``). Two processes started together can share a
+    ``process_start_time_seconds`` (it has 10 ms steps), so that cannot tell them apart."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as c:
+        c.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        assert c.recv(1024).startswith(b"HTTP/1.1 200"), "a process accepted and answered"
+        ends = f"0100007F:{port:04X} 0100007F:{c.getsockname()[1]:04X}"
+        lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+        inode = next(line.split()[9] for line in lines if " ".join(line.split()[1:3]) == ends)
+        for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+            with contextlib.suppress(OSError):
+                if any(str(fd.readlink()) == f"socket:[{inode}]" for fd in fd_dir.iterdir()):
+                    return fd_dir.parent.name
+    raise AssertionError(f"no process holds the server's end of connection {ends}")
 
 
 @pytest.mark.timeout(300)
@@ -52,7 +62,7 @@ def test_two_gateways_share_the_port_and_forward_analytics(
         assert f"analytics alone at http://127.0.0.1:{port + 2}/readyz" in output.read_text()
         assert ready(f"http://127.0.0.1:{port + 2}")
         # Each fresh connection lands on one of the two processes: both are seen.
-        served_by = {_process_started_at(base) for _ in range(40)}
+        served_by = {_accepted_by(port) for _ in range(40)}
         assert len(served_by) == 2, f"one process took all 40 connections; {what_happened(output)}"
         with httpx.Client(base_url=base, timeout=30) as api:
             jobs = []
