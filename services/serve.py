@@ -60,9 +60,11 @@ STARTUP_TIMEOUT_S = 60.0
 
 def probes_for(admin: Admin, settings: Settings, names: list[str]) -> list[Probe]:
     """Kafka for every process (first); the workers' group where jobs are taken in."""
-    probes = [Probe("kafka", kafka_answers(admin, {s.name for s in topic_specs(settings)}))]
+    expected = {s.name for s in topic_specs(settings)}
+    probes = [Probe("kafka", kafka_answers(admin, expected), renew=admin.renew)]
     if "ingest" in names:
-        probes.append(Probe("workers", workers_in_group(admin, settings.worker_group), 2.0))
+        group = workers_in_group(admin, settings.worker_group)
+        probes.append(Probe("workers", group, interval_s=2.0, renew=admin.renew))
     return probes
 
 

@@ -172,7 +172,8 @@ class Aggregator:
         self.app.agent(self.control, name="batch-control")(self._on_control)
         self.app.timer(RETENTION_SWEEP_S)(self._sweep)
         expected = {topics.lifecycle, topics.control, topics.job_state, topics.dlq}
-        self.kafka = Probe("kafka", kafka_answers(self._clients.admin(), expected))
+        admin = self._clients.admin()
+        self.kafka = Probe("kafka", kafka_answers(admin, expected), renew=admin.renew)
         self.app.task(self.kafka.run)
 
     # --- state --------------------------------------------------------------------

@@ -60,23 +60,41 @@ async def watch(
 
 
 async def readiness(client: httpx.AsyncClient, url: str) -> int | None:
+    return (await readiness_answer(client, url))[0]
+
+
+async def readiness_answer(client: httpx.AsyncClient, url: str) -> tuple[int | None, str]:
+    """``/readyz``'s status and body, or None and why nothing answered within a second."""
     try:
-        return (await client.get(f"{url}/readyz", timeout=1.0)).status_code
-    except httpx.HTTPError:
-        return None
+        resp = await client.get(f"{url}/readyz", timeout=1.0)
+    except httpx.HTTPError as exc:
+        return None, f"no answer: {exc!r}"
+    return resp.status_code, resp.text
 
 
 async def seconds_until(
     client: httpx.AsyncClient, parts: dict[str, ChildProcess], status: int, timeout: float
 ) -> dict[str, float]:
-    """Per part, seconds until its ``/readyz`` answered ``status`` (fails after ``timeout``)."""
-    started, seen = time.monotonic(), {}
+    """Per part, seconds until its ``/readyz`` answered ``status`` (fails after ``timeout``).
+
+    The failure names each part still waited for with its last answer and its log's end.
+    """
+    started, seen, last = time.monotonic(), {}, {}
     while len(seen) < len(parts):
         for name, child in parts.items():
-            if name not in seen and await readiness(client, child.url) == status:
+            if name in seen:
+                continue
+            last[name] = await readiness_answer(client, child.url)
+            if last[name][0] == status:
                 seen[name] = round(time.monotonic() - started, 1)
         elapsed = time.monotonic() - started
-        assert elapsed < timeout, f"/readyz {status} not reached in {timeout}s: only {seen}"
+        if elapsed >= timeout:
+            waited = "\n".join(
+                f"--- {name}: last /readyz {last[name][0]} {last[name][1]}\n{parts[name].tail()}"
+                for name in parts
+                if name not in seen
+            )
+            raise AssertionError(f"/readyz {status} not in {timeout}s: only {seen}\n{waited}")
         await asyncio.sleep(0.1)
     return seen
 

@@ -5,6 +5,12 @@ and a submission must learn at once that Kafka is unreachable rather than wait
 for a timeout. So each ``Probe`` runs its check every ``interval_s`` (each run
 bounded by ``timeout_s``), keeps the last answer, and logs one line when the
 answer changes: when the dependency stops answering and when it answers again.
+
+A check that gets no answer, by an error or by running past its deadline, has its
+client renewed before the next run: after a network cut librdkafka can keep a dead
+coordinator cached and leave every group request to it unanswered
+(confluentinc/librdkafka#5511), so a probe that only waited would stay failing
+after Kafka is whole again.
 """
 
 from __future__ import annotations
@@ -25,9 +31,18 @@ timeout) means no answer: the dependency is unreachable."""
 
 
 class Probe:
-    def __init__(self, name: str, check: Check, interval_s: float = 1.0, timeout_s: float = 3.0):
+    def __init__(
+        self,
+        name: str,
+        check: Check,
+        interval_s: float = 1.0,
+        timeout_s: float = 3.0,
+        renew: Callable[[], None] | None = None,
+    ):
         self.name = name
         self._check = check
+        self._renew = renew
+        """Replaces the check's client after a run with no answer."""
         self.interval_s, self.timeout_s = interval_s, timeout_s
         self._reason: str | None = f"{name}: not checked yet"
         self._failing_since: float | None = None
@@ -54,6 +69,8 @@ class Probe:
             reason, self.unreachable = f"unreachable: no answer in {self.timeout_s:.0f}s", True
         except KafkaError as exc:
             reason, self.unreachable = f"unreachable: {exc}", True
+        if self.unreachable and self._renew is not None:
+            self._renew()
         self._record(f"{self.name}: {reason}" if reason else None)
         return self._reason
 
@@ -96,11 +113,7 @@ def kafka_answers(admin: Admin, expected_topics: set[str]) -> Check:
     """Kafka answers a metadata request, and every topic exists."""
 
     async def check() -> str | None:
-        try:
-            existing = await admin.topics(timeout=2.0)
-        except KafkaError:
-            admin.renew()
-            raise
+        existing = await admin.topics(timeout=2.0)
         missing = expected_topics - existing.keys()
         return f"topics missing: {', '.join(sorted(missing))}" if missing else None
 
@@ -111,11 +124,7 @@ def workers_in_group(admin: Admin, group: str) -> Check:
     """Jobs can run only while some worker is in the workers' group."""
 
     async def check() -> str | None:
-        try:
-            members = await admin.group_member_count(group, timeout=2.0)
-        except KafkaError as exc:
-            admin.renew()
-            return f"cannot see group {group!r}: {exc}"
+        members = await admin.group_member_count(group, timeout=2.0)
         return None if members else f"no worker in group {group!r}"
 
     return check

@@ -1,0 +1,69 @@
+"""A readiness probe whose client stopped answering renews it and is ready again.
+
+After a network cut librdkafka can keep a dead coordinator cached, so every
+group request of that client goes unanswered (confluentinc/librdkafka#5511);
+only a new client answers. Here the "client" is a flag the check reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.core.errors import KafkaUnavailableError
+from services.core.kafka.probe import Probe
+
+
+class Client:
+    """Answers until it is broken; a broken client never answers (or raises), a renewed one does."""
+
+    def __init__(self, broken: str = "") -> None:
+        self.broken, self.renewals = broken, 0
+
+    def renew(self) -> None:
+        self.renewals += 1
+        self.broken = ""
+
+    async def check(self) -> str | None:
+        if self.broken == "hangs":
+            await asyncio.Event().wait()
+        if self.broken == "raises":
+            raise KafkaUnavailableError("no broker answered")
+        return None
+
+
+async def test_a_check_past_its_deadline_renews_the_client_and_the_next_run_is_ready() -> None:
+    client = Client("hangs")
+    probe = Probe("workers", client.check, timeout_s=0.05, renew=client.renew)
+
+    assert await probe.check_now() == "workers: unreachable: no answer in 0s"
+    assert probe.unreachable and client.renewals == 1
+
+    assert await probe.check_now() is None
+    assert await probe.readiness() is None and not probe.unreachable
+
+
+async def test_a_check_that_raises_renews_the_client() -> None:
+    client = Client("raises")
+    probe = Probe("kafka", client.check, renew=client.renew)
+
+    assert await probe.check_now() == "kafka: unreachable: no broker answered"
+    assert client.renewals == 1
+    assert await probe.check_now() is None
+
+
+async def test_an_answer_that_says_something_is_missing_keeps_the_client() -> None:
+    client = Client()
+
+    async def missing() -> str:
+        return "no worker in group 'workers'"
+
+    probe = Probe("workers", missing, renew=client.renew)
+    assert await probe.check_now() == "workers: no worker in group 'workers'"
+    assert not probe.unreachable and client.renewals == 0
+
+
+async def test_without_a_client_to_renew_a_probe_keeps_checking() -> None:
+    client = Client("hangs")
+    probe = Probe("kafka", client.check, timeout_s=0.05)
+    assert await probe.check_now() == "kafka: unreachable: no answer in 0s"
+    assert await probe.check_now() == "kafka: unreachable: no answer in 0s"
