@@ -17,10 +17,12 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 # Tools the tests drive, built outside the repo (~/.cache/tokenrelay/tools) like the Kafka jars:
-# toxiproxy for the fault tests; kubeconform and the core and CRD schemas for tests/deploy.
+# toxiproxy for the fault tests; kubeconform and the core and CRD schemas for tests/deploy;
+# Debian's chromium (apt-get, when missing) for the dashboard's browser tests.
 tools: install
 	@$(PY) -m tests.support.toxiproxy >/dev/null
 	@$(PY) -m tests.support.deploy_tools
+	@$(PY) -m tests.support.browser
 
 up: install
 	@$(VENV)/bin/tokenrelay up

@@ -195,3 +195,52 @@ class SqlAnswer(BaseModel):
 
     columns: list[str]
     rows: list[list[Any]]
+
+
+class Caller(BaseModel):
+    """``GET /v1/me``: whom the API key speaks for."""
+
+    tenant: str
+    role: Literal["admin", "user"]
+
+
+class StreamToken(BaseModel):
+    """``POST /v1/jobs/{id}/stream-token``: a token that reads this job's events only."""
+
+    job_id: str
+    stream_token: str
+    stream_url: str
+    expires_in_s: int
+
+
+class GroupMember(BaseModel):
+    client_id: str
+    host: str
+    member_id: str
+    partitions: dict[str, list[int]] = Field(description="Topic → the partitions assigned.")
+
+
+class WorkerGroup(BaseModel):
+    """``GET /v1/workers``: the workers' consumer group as the broker describes it."""
+
+    group: str
+    state: str
+    members: list[GroupMember]
+
+
+class DeadLetterEntry(BaseModel):
+    partition: int
+    offset: int
+    job_id: str | None
+    source: str
+    error_kind: str
+    error: str
+    ts: int = Field(description="When it was dead-lettered, µs since the epoch.")
+    command: dict[str, Any] | None = Field(description="The command, if it decoded.")
+    raw: str | None = Field(description="The undecodable value, as text.")
+
+
+class DeadLetters(BaseModel):
+    """``GET /v1/admin/dead-letters``: the newest dead letters first."""
+
+    dead_letters: list[DeadLetterEntry]

@@ -70,6 +70,11 @@ class Queued(_Event):
     estimated_cost_usd: float | None = Field(
         default=None, description="Before running: the prompt's estimated tokens and max_tokens."
     )
+    max_tokens: int | None = Field(
+        default=None,
+        description="The most tokens the job may stream: its `max_tokens`, or the fake "
+        "provider's default; None when the model decides.",
+    )
 
 
 class Started(_Event):

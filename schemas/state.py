@@ -50,6 +50,9 @@ class JobState(BaseModel):
     seq: int = Field(default=0, description="The last `seq` applied within `attempt`.")
     submissions: int = Field(default=0, description="Admin retries so far (seq of `queued`).")
     token_count: int = 0
+    max_tokens: int | None = Field(
+        default=None, description="The most tokens it may stream, if known (`queued`)."
+    )
     estimated_cost_usd: float | None = None
     queued_at: int | None = None
     started_at: int | None = None
@@ -90,6 +93,7 @@ class JobState(BaseModel):
             provider=event.provider,
             batch_id=event.batch_id,
             estimated_cost_usd=event.estimated_cost_usd,
+            max_tokens=event.max_tokens,
             submissions=event.seq,
             queued_at=event.ts,
             partition=partition,

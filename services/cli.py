@@ -23,6 +23,7 @@ from services.cli_client import (
     print_stream,
 )
 from services.cli_jobs import batch_app, clean, jobs_app
+from services.cli_top import top
 from services.core.errors import ConfigError, KafkaUnavailableError
 from services.core.logs import setup_logging
 from services.core.settings import Settings
@@ -33,6 +34,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(batch_app, name="batch")
 app.command()(clean)
+app.command()(top)
 
 
 def _settings() -> Settings:

@@ -113,7 +113,7 @@ def _queued(
     if state is None:
         return fresh
     fields: dict[str, Any] = fresh.model_dump(
-        include={"priority", "model", "provider", "batch_id", "estimated_cost_usd"}
+        include={"priority", "model", "provider", "batch_id", "estimated_cost_usd", "max_tokens"}
     ) | {"submissions": event.seq, "queued_at": event.ts}
     if state.status.finished and event.seq > state.submissions:
         fields |= _RESET_ON_RESUBMIT | {"status": JobStatus.QUEUED, "attempt_start_offset": offset}

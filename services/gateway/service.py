@@ -1,4 +1,5 @@
-"""The gateway as a service part: event streams, and reads of job, batch and queue state.
+"""The gateway as a service part: event streams, reads of job, batch and queue state, and
+the dashboard (``/ui``) that shows them.
 
 It owns the process's fan-out consumer and its pool of replay readers: started
 with the process, drained (every stream ends, its client resumes elsewhere)
@@ -10,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.core.runtime import Runtime, ServicePart
+from services.gateway.console_routes import make_console_router
 from services.gateway.delivery import install_quiet_cut_offs
 from services.gateway.fanout import Fanout
 from services.gateway.lean_events import lean_events_route
@@ -17,6 +19,7 @@ from services.gateway.replay import ReplayReaders
 from services.gateway.router import make_router
 from services.gateway.state_routes import make_state_router
 from services.gateway.watch import Watches
+from services.ui import ui_routes
 
 
 def create(rt: Runtime) -> ServicePart:
@@ -35,6 +38,7 @@ def create(rt: Runtime) -> ServicePart:
     router = APIRouter()
     router.include_router(make_router(rt, watches))
     router.include_router(make_state_router(rt))
+    router.include_router(make_console_router(rt))
 
     async def start() -> None:
         install_quiet_cut_offs()
@@ -51,5 +55,8 @@ def create(rt: Runtime) -> ServicePart:
         stop=stop,
         drain=fanout.end_streams,
         checks=[fanout.ready],
-        lean_routes=[lean_events_route("/v1/jobs/{job_id}/events", rt.access, watches)],
+        lean_routes=[
+            lean_events_route("/v1/jobs/{job_id}/events", rt.access, watches),
+            *ui_routes(),
+        ],
     )

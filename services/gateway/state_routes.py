@@ -1,6 +1,7 @@
 """Reads of job, batch and queue state, from the aggregator, with tenancy on top.
 
 ``GET /v1/jobs/{id}``, ``/v1/jobs/{id}/result`` (409 until the job ended),
+``POST /v1/jobs/{id}/stream-token`` (a token for a job's events, for a browser),
 ``GET /v1/jobs`` (newest first, filtered, paged by an opaque cursor),
 ``GET /v1/batches/{id}``, ``GET /v1/queues`` (with the workers' consumer lag from
 the broker) and ``POST /v1/admin/clean``. A user sees only their tenant's jobs
@@ -17,7 +18,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from schemas.api import Cleaned, JobList, JobResult, QueueList
+from schemas.api import Cleaned, JobList, JobResult, QueueList, StreamToken
 from schemas.events import Queued
 from schemas.jobs import Priority
 from schemas.state import BatchSummary, JobState, JobStatus
@@ -133,6 +134,27 @@ def _add_job_routes(router: APIRouter, rt: Runtime, principal: Caller) -> None:
         who: Principal = Depends(principal),  # noqa: B008
     ) -> JsonResponse:
         return JsonResponse(result_body(await readable_job(job_id, who)))
+
+    @router.post(
+        "/jobs/{job_id}/stream-token",
+        response_model=StreamToken,
+        responses=error_responses(401, 404, 422, 503),
+    )
+    async def stream_token(
+        job_id: JobId,
+        who: Principal = Depends(principal),  # noqa: B008
+    ) -> JsonResponse:
+        """A token that reads this job's events (``?token=``), for an ``EventSource`` or a
+        browser websocket, which cannot send an API key: the dashboard's job page uses it."""
+        state = await readable_job(job_id, who)
+        return JsonResponse(
+            {
+                "job_id": job_id,
+                "stream_token": rt.access.stream_token(job_id, state.tenant),
+                "stream_url": f"/v1/jobs/{job_id}/events",
+                "expires_in_s": int(rt.settings.stream_token_ttl_s),
+            }
+        )
 
     @router.get("/jobs", response_model=JobList, responses=error_responses(401, 422, 503))
     async def list_jobs(

@@ -72,6 +72,7 @@ def retry_submission(state: JobState, original: JobCommand, now: int) -> Submiss
         provider=original.provider,
         batch_id=original.batch_id,
         estimated_cost_usd=state.estimated_cost_usd,
+        max_tokens=state.max_tokens,
     )
     return Submission(queued, command)
 

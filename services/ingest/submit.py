@@ -102,6 +102,7 @@ def new_submission(
         provider=provider,
         batch_id=batch_id,
         estimated_cost_usd=prices.estimate_usd(model, req, default_out),
+        max_tokens=req.max_tokens or (default_out if provider == "fake" else None),
     )
     command = JobCommand(
         job_id=job_id,

@@ -118,6 +118,7 @@ def _banner(settings: Settings, logs: Path, seconds: float) -> str:
     key = next(iter(parse_api_keys(settings.api_keys.get_secret_value())))
     return (
         f"\n[bold green]tokenrelay is ready[/bold green] in {seconds:.1f}s\n"
+        f"  dashboard    {base}/ui#key={key}\n"
         f"  API          {base}/v1/jobs\n"
         f"  health       {base}/readyz\n"
         f"  metrics      {base}/metrics\n"

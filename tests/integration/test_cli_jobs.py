@@ -4,11 +4,16 @@ key from the environment, a table or ``--json`` on stdout, errors on stderr, exi
 
 from __future__ import annotations
 
+import os
+import select
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from typer.testing import CliRunner
@@ -26,20 +31,26 @@ ADMIN_KEY = "key-admin"
 
 
 @pytest.fixture
-def cli(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Run ``tokenrelay <args>`` against a fresh stack; returns the click result."""
+def api_url(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[str]:
+    """A fresh stack with the aggregator (the analytics of the test process); its base URL."""
     settings = with_aggregator_port(make_settings(state_store="memory://"))
     with (
         aggregator_process(settings, tmp_path),
-        running(settings, ["ingest", "gateway", "worker"]) as base,
+        running(settings, ["ingest", "gateway", "worker", "analytics"]) as base,
     ):
-        runner = CliRunner()
+        yield base
 
-        def run(*args: str, key: str = ALICE_KEY) -> Any:
-            env = {"TOKENRELAY_URL": base, "TOKENRELAY_API_KEY": key}
-            return runner.invoke(app, list(args), env=env)
 
-        yield run
+@pytest.fixture
+def cli(api_url: str) -> Callable[..., Any]:
+    """Run ``tokenrelay <args>`` against the stack; returns the click result."""
+    runner = CliRunner()
+
+    def run(*args: str, key: str = ALICE_KEY) -> Any:
+        env = {"TOKENRELAY_URL": api_url, "TOKENRELAY_API_KEY": key}
+        return runner.invoke(app, list(args), env=env)
+
+    return run
 
 
 def eventually(run: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 60) -> Any:
@@ -168,3 +179,59 @@ def test_what_the_commands_print_is_built_from_the_answers() -> None:
     assert batch_line(batch) == (
         "batch b1 running: 40.0 % of 10 (6 queued, 3 succeeded, 1 failed), ETA 12 s, $0.500000"
     )
+
+
+def test_top_shows_queues_a_running_job_with_its_progress_and_a_failure(
+    cli: Callable[..., Any], api_url: str
+) -> None:
+    headers = {"Authorization": f"Bearer {ALICE_KEY}"}
+
+    def submit(**options: object) -> str:
+        body = {"prompt": "top", "max_tokens": 300, "provider_options": options}
+        r = httpx.post(f"{api_url}/v1/jobs", json=body, headers=headers)
+        assert r.status_code == 202, r.text
+        job_id: str = r.json()["job_id"]
+        return job_id
+
+    broken = submit(fail_with="invalid_request", tokens_per_s=0)
+    slow = submit(tokens_per_s=20)
+    eventually(lambda: cli("jobs", "show", broken, "--json"), lambda r: '"failed"' in r.stdout)
+    frame = eventually(
+        lambda: cli("top", "--once"), lambda r: "/300" in r.stdout and slow in r.stdout
+    )
+    assert frame.exit_code == 0, frame.output
+    for expected in (
+        "queues",
+        "normal",
+        "running (1)",
+        "recent failures",
+        broken,
+        "invalid_request",
+    ):
+        assert expected in frame.stdout
+    cli("jobs", "cancel", slow)
+
+
+def test_top_in_a_terminal_redraws_until_q(api_url: str) -> None:
+    """``tokenrelay top`` in a pseudo-terminal: frames arrive, ``q`` ends it with 0."""
+    main, side = os.openpty()
+    env = {**os.environ, "TOKENRELAY_URL": api_url, "TOKENRELAY_API_KEY": ALICE_KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "top"], stdin=side, stdout=side, stderr=side, env=env
+    )
+    os.close(side)
+    try:
+        seen = b""
+        give_up = time.monotonic() + 60
+        while seen.count(b"queues") < 2:  # the first frame and at least one redraw
+            assert time.monotonic() < give_up, seen.decode(errors="replace")
+            ready, _, _ = select.select([main], [], [], 1.0)
+            if ready:
+                seen += os.read(main, 65536)
+        os.write(main, b"q")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(main)

@@ -117,15 +117,20 @@ class Admin:
 
     async def group_member_count(self, group: str, timeout: float = 5.0) -> int:
         """How many consumers are in ``group`` now (0 if it does not exist)."""
+        return len((await self.describe_group(group, timeout))[1])
+
+    async def describe_group(self, group: str, timeout: float = 5.0) -> tuple[str, list[Any]]:
+        """The group's state (``"STABLE"``, ``"EMPTY"``…) and its members, each with
+        ``client_id``, ``host``, ``member_id`` and ``assignment.topic_partitions``."""
         futures = self._admin.describe_consumer_groups([group], request_timeout=timeout)
         try:
             desc = await asyncio.wrap_future(futures[group])
         except ck.KafkaException as exc:
             err = exc.args[0]
             if err.code() == ck.KafkaError.GROUP_ID_NOT_FOUND:
-                return 0
+                return "DEAD", []
             raise error_from(err, f"describe group {group}") from exc
-        return len(desc.members)
+        return desc.state.name, list(desc.members)
 
     async def delete_topics(self, names: list[str], timeout: float = 30.0) -> None:
         if not names:
