@@ -38,6 +38,7 @@ lint: install
 
 schemas: install
 	$(PY) -m schemas.export
+	$(PY) -m services.core.asyncapi
 
 # docs/configuration.md from the settings classes (a unit test fails when it is stale).
 docs: install

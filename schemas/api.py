@@ -215,7 +215,7 @@ class StreamToken(BaseModel):
 
 class GroupMember(BaseModel):
     client_id: str
-    host: str
+    host: str | None = Field(description="Where the member connects from; shown to admins only.")
     member_id: str
     partitions: dict[str, list[int]] = Field(description="Topic → the partitions assigned.")
 

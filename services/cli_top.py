@@ -32,7 +32,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from services.cli_client import JsonOption, KeyOption, UrlOption, answer, api_client, print_json
+from services.cli_client import JsonOption, KeyOption, UrlOption, api_client, err, print_json
 
 REFRESH_S = 1.0
 ANALYTICS_EVERY_S = 10.0
@@ -57,20 +57,44 @@ def last_full_minute(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return rows[-2] if len(rows) > 1 else (rows[-1] if rows else None)
 
 
-def read_snapshot(client: httpx.Client, previous: Snapshot, analytics: bool) -> Snapshot:
+class ReadError(Exception):
+    """A read of the API that did not answer 200: its status and the API's message."""
+
+
+def get(client: httpx.Client, path: str) -> Any:
+    """The JSON of ``GET path``; ``ReadError`` with the API's message otherwise (nothing is
+    printed: the live view owns the screen)."""
     try:
-        queues = answer(client.get("/v1/queues"))["queues"]
-        running = answer(client.get(f"/v1/jobs?status=running&limit={RUNNING_SHOWN}"))["jobs"]
-        failed = answer(client.get(f"/v1/jobs?status=failed&limit={ERRORS_SHOWN}"))["jobs"]
-        minute = previous.minute
-        if analytics:
-            minute = last_full_minute(answer(client.get("/v1/analytics/throughput"))["rows"])
-    except (httpx.HTTPError, typer.Exit) as exc:
-        problem = "the API did not answer" if isinstance(exc, typer.Exit) else str(exc)
-        return Snapshot(
-            previous.queues, previous.running, previous.failed, previous.minute, problem
-        )
-    return Snapshot(queues, running, failed, minute)
+        r = client.get(path)
+    except httpx.HTTPError as exc:
+        raise ReadError(f"{path}: {exc}") from exc
+    if r.status_code != 200:
+        try:
+            message = r.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = r.text[:200]
+        raise ReadError(f"{path}: {r.status_code} {message}")
+    return r.json()
+
+
+def read_snapshot(client: httpx.Client, previous: Snapshot, analytics: bool) -> Snapshot:
+    """The state now; what failed keeps its last value and says why in ``problem``.
+    Throughput is read apart: analytics may be away or over its rate while the rest answers."""
+    problems = []
+    try:
+        queues = get(client, "/v1/queues")["queues"]
+        running = get(client, f"/v1/jobs?status=running&limit={RUNNING_SHOWN}")["jobs"]
+        failed = get(client, f"/v1/jobs?status=failed&limit={ERRORS_SHOWN}")["jobs"]
+    except ReadError as exc:
+        queues, running, failed = previous.queues, previous.running, previous.failed
+        problems.append(str(exc))
+    minute = previous.minute
+    if analytics:
+        try:
+            minute = last_full_minute(get(client, "/v1/analytics/throughput")["rows"])
+        except ReadError as exc:
+            problems.append(str(exc))
+    return Snapshot(queues, running, failed, minute, "; ".join(problems) or None)
 
 
 def live_rate(job: dict[str, Any], now: float) -> float | None:
@@ -168,11 +192,14 @@ def top(
     console = Console()
     with api_client(url, api_key, read_timeout=10.0) as client:
         snap = read_snapshot(client, Snapshot(), analytics=True)
-        if as_json:  # one snapshot, as read
-            print_json(dataclasses.asdict(snap))
-            return
-        if once:
-            console.print(render(snap))
+        if as_json or once:
+            if as_json:
+                print_json(dataclasses.asdict(snap))
+            else:
+                console.print(render(snap))
+            if snap.problem:
+                err.print(f"[red]{snap.problem}[/red]", soft_wrap=True)
+                raise typer.Exit(1)
             return
         next_analytics = time.monotonic() + ANALYTICS_EVERY_S
         with keys() as wait, Live(render(snap), console=console, auto_refresh=False) as live:

@@ -35,26 +35,33 @@ def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"chdb://{tmp_path_factory.mktemp('chdb')}"
 
 
+def fresh_settings(
+    kafka_bootstrap: str, chdb_url: str, data_dir: Path, **overrides: object
+) -> Settings:
+    """Settings with fresh uuid topics, groups and database, so tests never see each other's."""
+    run = uuid.uuid4().hex[:10]
+    values: dict[str, object] = {
+        "kafka_bootstrap": kafka_bootstrap,
+        "topic_prefix": f"t{run}",
+        "worker_group": f"workers-{run}",
+        "analytics_group": f"analytics-{run}",
+        "clickhouse_url": chdb_url,
+        "clickhouse_database": f"t{run}",
+        "api_keys": API_KEYS,
+        "data_dir": data_dir,
+        "fake_tokens_per_s": 400.0,
+        "worker_concurrency": 8,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def make_settings(kafka_bootstrap: str, chdb_url: str, tmp_path: Path) -> Iterator[object]:
-    """Settings with fresh uuid topics, groups and database, so tests never see each other's."""
+    """``fresh_settings`` for one test (its data under the test's tmp_path)."""
 
     def make(**overrides: object) -> Settings:
-        run = uuid.uuid4().hex[:10]
-        values: dict[str, object] = {
-            "kafka_bootstrap": kafka_bootstrap,
-            "topic_prefix": f"t{run}",
-            "worker_group": f"workers-{run}",
-            "analytics_group": f"analytics-{run}",
-            "clickhouse_url": chdb_url,
-            "clickhouse_database": f"t{run}",
-            "api_keys": API_KEYS,
-            "data_dir": tmp_path / "data",
-            "fake_tokens_per_s": 400.0,
-            "worker_concurrency": 8,
-        }
-        values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
+        return fresh_settings(kafka_bootstrap, chdb_url, tmp_path / "data", **overrides)
 
     yield make
 

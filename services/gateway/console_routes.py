@@ -25,15 +25,16 @@ from services.core.runtime import Runtime
 from services.gateway.dead_letters import read_newest
 
 
-def member_of(member: Any) -> dict[str, Any]:
-    """A librdkafka ``MemberDescription`` as ``GET /v1/workers`` shows it."""
+def member_of(member: Any, show_host: bool) -> dict[str, Any]:
+    """A librdkafka ``MemberDescription`` as ``GET /v1/workers`` shows it (the host to
+    admins only: where the workers run is the operators' business)."""
     partitions: dict[str, list[int]] = defaultdict(list)
     assignment = getattr(member, "assignment", None)
     for tp in getattr(assignment, "topic_partitions", None) or []:
         partitions[tp.topic].append(tp.partition)
     return {
         "client_id": member.client_id,
-        "host": member.host,
+        "host": member.host if show_host else None,
         "member_id": member.member_id,
         "partitions": {t: sorted(ps) for t, ps in sorted(partitions.items())},
     }
@@ -49,13 +50,13 @@ def make_console_router(rt: Runtime) -> APIRouter:
         return JsonResponse({"tenant": who.tenant, "role": who.role.value})
 
     @router.get("/workers", response_model=WorkerGroup, responses=error_responses(401, 503))
-    async def workers(_who: Principal = Depends(principal)) -> JsonResponse:  # noqa: B008
+    async def workers(who: Principal = Depends(principal)) -> JsonResponse:  # noqa: B008
         group = rt.settings.worker_group
         try:
             state, members = await rt.admin.describe_group(group, timeout=3.0)
         except KafkaError as exc:
             raise ApiError(503, "kafka_unavailable", f"cannot describe {group}: {exc}") from exc
-        rows = sorted((member_of(m) for m in members), key=lambda m: m["client_id"])
+        rows = sorted((member_of(m, who.is_admin) for m in members), key=lambda m: m["client_id"])
         return JsonResponse({"group": group, "state": state, "members": rows})
 
     @router.get(
@@ -71,7 +72,8 @@ def make_console_router(rt: Runtime) -> APIRouter:
             raise ApiError(403, "forbidden", "reading dead letters needs an admin key")
         topic = rt.settings.topics.dlq
         try:
-            found = await read_newest(rt.clients, topic, await partitions.count(topic), limit)
+            count = await partitions.count(topic)
+            found = await read_newest(rt.clients, rt.admin, topic, count, limit)
         except KafkaError as exc:
             raise ApiError(503, "kafka_unavailable", f"cannot read {topic}: {exc}") from exc
         return JsonResponse({"dead_letters": found})

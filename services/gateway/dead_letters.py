@@ -1,9 +1,14 @@
 """The newest dead letters, read from the end of ``tokenrelay.jobs.dlq``.
 
-Each partition is read from ``limit`` records before its end up to the end
-taken when the read began (a bounded read, however long the topic is); the
-letters of all partitions are merged newest first. An undecodable letter is
-shown as its text rather than hidden: it is what an operator came to see.
+Each partition is read from ``2 * limit`` offsets before its end up to the end
+taken when the read began: its last stable offset, because workers write
+letters in transactions and a ``read_committed`` reader never passes an open
+one. A letter written alone in a transaction is followed by its commit marker,
+which takes an offset too: twice the offsets hold ``limit`` letters. The whole
+read has one deadline (``READ_TIMEOUT_S``, then
+``KafkaUnavailableError``); the letters of all partitions are merged newest
+first. An undecodable letter is shown as its text (the first ``RAW_SHOWN``
+characters) rather than hidden: it is what an operator came to see.
 """
 
 from __future__ import annotations
@@ -12,12 +17,13 @@ import asyncio
 from typing import Any
 
 from schemas.dead_letter import DeadLetter
-from services.core.errors import DecodeError
+from services.core.errors import DecodeError, KafkaUnavailableError
 from services.core.job_log import reader
-from services.core.kafka import KafkaClients, Record
+from services.core.kafka import Admin, KafkaClients, Record
 from services.core.serde import decode
 
 READ_TIMEOUT_S = 5.0
+RAW_SHOWN = 2000
 
 
 def entry_of(rec: Record) -> dict[str, Any]:
@@ -27,7 +33,7 @@ def entry_of(rec: Record) -> dict[str, Any]:
     try:
         letter = decode(DeadLetter, rec.value)
     except DecodeError as exc:
-        raw = (rec.value or b"").decode(errors="replace")
+        raw = (rec.value or b"")[: RAW_SHOWN * 4].decode(errors="replace")[:RAW_SHOWN]
         return base | {
             "job_id": job_id,
             "source": rec.where(),
@@ -45,7 +51,7 @@ def entry_of(rec: Record) -> dict[str, Any]:
         "error": letter.error,
         "ts": letter.ts,
         "command": command,
-        "raw": letter.raw,
+        "raw": None if letter.raw is None else letter.raw[:RAW_SHOWN],
     }
 
 
@@ -54,27 +60,32 @@ def newest(entries: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
 
 
 async def read_newest(
-    clients: KafkaClients, topic: str, partitions: int, limit: int
+    clients: KafkaClients, admin: Admin, topic: str, partitions: int, limit: int
 ) -> list[dict[str, Any]]:
     """The ``limit`` newest dead letters of ``topic``, newest first."""
+    try:
+        async with asyncio.timeout(READ_TIMEOUT_S):
+            return newest(await _read(clients, admin, topic, partitions, limit), limit)
+    except TimeoutError as exc:
+        raise KafkaUnavailableError(f"{topic} was not read in {READ_TIMEOUT_S:.0f}s") from exc
+
+
+async def _read(
+    clients: KafkaClients, admin: Admin, topic: str, partitions: int, limit: int
+) -> list[dict[str, Any]]:
+    ends = {p: end for p, end in (await admin.end_offsets(topic, partitions)).items() if end > 0}
+    if not ends:
+        return []
     async with reader(clients, "dead-letters") as consumer:
-        ends: dict[int, int] = {}
-        starts = []
-        for p in range(partitions):
-            low, high = await consumer.watermarks(topic, p)
-            if high > low:
-                ends[p] = high
-                starts.append((topic, p, max(low, high - limit)))
-        if not starts:
-            return []
-        await consumer.assign(starts)
+        # An offset below the partition's first (retention) starts at its first (the reset).
+        await consumer.assign([(topic, p, max(0, end - 2 * limit)) for p, end in ends.items()])
         entries: list[dict[str, Any]] = []
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + READ_TIMEOUT_S
-        pending = set(ends)
-        while pending and loop.time() < give_up:
+        pending = dict(ends)
+        while pending:
             for rec in await consumer.poll(500, 0.2):
                 if rec.offset < ends[rec.partition]:
                     entries.append(entry_of(rec))
-            pending = {p for p in pending if await consumer.position(topic, p) < ends[p]}
-        return newest(entries, limit)
+            for p in list(pending):
+                if await consumer.position(topic, p) >= pending[p]:
+                    del pending[p]
+        return entries

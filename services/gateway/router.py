@@ -209,7 +209,7 @@ class SseStream(Response):
                 pass
 
         cut = asyncio.get_running_loop().create_future()
-        outcome = await _delivered("sse", self._plan, self._watches, write, disconnected(), cut)
+        outcome = await delivered("sse", self._plan, self._watches, write, disconnected(), cut)
         if outcome is Outcome.ENDED:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         elif outcome is not Outcome.GONE:
@@ -230,7 +230,7 @@ async def _serve_websocket(websocket: WebSocket, watches: Watches, plan: Plan) -
             pass
 
     cut = asyncio.get_running_loop().create_future()
-    outcome = await _delivered("ws", plan, watches, write, disconnected(), cut)
+    outcome = await delivered("ws", plan, watches, write, disconnected(), cut)
     if outcome is Outcome.GONE:
         return
     code, reason = {
@@ -244,7 +244,7 @@ async def _serve_websocket(websocket: WebSocket, watches: Watches, plan: Plan) -
         log.info("websocket of job %s did not take its close frame", plan.job_id)
 
 
-async def _delivered(
+async def delivered(
     transport: str,
     plan: Plan,
     watches: Watches,

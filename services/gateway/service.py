@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from services.core.runtime import Runtime, ServicePart
+from services.gateway.chat_completions import chat_routes
 from services.gateway.console_routes import make_console_router
 from services.gateway.delivery import install_quiet_cut_offs
 from services.gateway.fanout import Fanout
@@ -18,8 +19,8 @@ from services.gateway.lean_events import lean_events_route
 from services.gateway.replay import ReplayReaders
 from services.gateway.router import make_router
 from services.gateway.state_routes import make_state_router
+from services.gateway.ui import ui_routes
 from services.gateway.watch import Watches
-from services.ui import ui_routes
 
 
 def create(rt: Runtime) -> ServicePart:
@@ -57,6 +58,7 @@ def create(rt: Runtime) -> ServicePart:
         checks=[fanout.ready],
         lean_routes=[
             lean_events_route("/v1/jobs/{job_id}/events", rt.access, watches),
+            *chat_routes(rt, watches),
             *ui_routes(),
         ],
     )

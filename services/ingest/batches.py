@@ -36,8 +36,8 @@ from services.core.metrics import JOBS_SUBMITTED
 from services.core.openapi import batch_links, error_responses
 from services.core.path_ids import BatchId
 from services.core.runtime import Runtime
+from services.core.submission import Submission, bounded, new_submission, publish, send_control
 from services.ingest.bodies import CancelRequest, parse_batch
-from services.ingest.submit import Submission, bounded, new_submission, publish, send_control
 
 log = logging.getLogger(__name__)
 

@@ -29,25 +29,10 @@ from services.core.access import Access
 from services.core.auth import Principal
 from services.core.errors import ApiError
 from services.core.http import AsgiEndpoint, JsonResponse, StrictRequest, read_strict_body
-
-IDEMPOTENCY_KEY_MAX = 200
-"""The longest ``Idempotency-Key`` taken, in characters."""
+from services.core.idempotency import idempotency_key
 
 Accept = Callable[[JobRequest, Principal, str | None], Awaitable[JsonResponse]]
 """What answers a valid submission: ``router``'s ``accept``."""
-
-
-def idempotency_key(headers: Any) -> str | None:
-    """The request's ``Idempotency-Key``, or a 422 when it is longer than we keep."""
-    key: str | None = headers.get("idempotency-key")
-    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
-        raise ApiError(
-            422,
-            "invalid_request",
-            f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
-            "Idempotency-Key",
-        )
-    return key
 
 
 NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"

@@ -36,7 +36,7 @@ from services.core.job_log import TopicPartitions, find_command
 from services.core.openapi import error_responses, job_links
 from services.core.path_ids import JobId
 from services.core.runtime import Runtime
-from services.ingest.submit import Submission, bounded, publish
+from services.core.submission import Submission, bounded, publish
 
 log = logging.getLogger(__name__)
 

@@ -5,40 +5,35 @@
 its stream, and a job still queued never starts. Batches (``batches``) and
 admin retries (``retry``) add their routes here too.
 
-The answer goes out only once Kafka has confirmed both records (``submit``).
+The answer goes out only once Kafka has confirmed both records (``accept``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from opentelemetry.trace import SpanKind
 from starlette.routing import BaseRoute
 
 from schemas.api import JobAccepted, JobInstruction
 from schemas.control import Cancel
 from schemas.jobs import JobRequest
-from services.core import tracing
+from services.core.acceptor import Acceptor
 from services.core.auth import Principal
 from services.core.errors import ApiError
 from services.core.http import JsonResponse, StrictJsonRoute
-from services.core.ids import new_job_id, now_us
+from services.core.idempotency import IDEMPOTENCY_KEY_MAX
+from services.core.ids import now_us
 from services.core.job_log import TopicPartitions, find_job
-from services.core.metrics import JOBS_SUBMITTED, SUBMIT_SECONDS
 from services.core.openapi import error_responses, job_links
 from services.core.path_ids import JobId
 from services.core.runtime import Runtime
+from services.core.submission import bounded, send_control
 from services.ingest.batches import add_batch_routes
 from services.ingest.bodies import CancelRequest
-from services.ingest.idempotency import IdempotencyCache, fingerprint
-from services.ingest.lean_submit import IDEMPOTENCY_KEY_MAX, lean_submit_route
+from services.ingest.lean_submit import lean_submit_route
 from services.ingest.retry import add_retry_route
-from services.ingest.submit import Submission, bounded, new_submission, publish, send_control
 
 log = logging.getLogger(__name__)
 
@@ -46,56 +41,14 @@ log = logging.getLogger(__name__)
 def make_router(rt: Runtime) -> tuple[APIRouter, list[BaseRoute]]:
     """The ingest's routes, and the lean routes the app tries before them (``lean_submit``)."""
     router = APIRouter(prefix="/v1", route_class=StrictJsonRoute)
-    idem = IdempotencyCache()
-    topics = rt.settings.topics
 
     principal = rt.access.caller
 
-    async def submit(sub: Submission, who: Principal) -> dict[str, Any]:
-        attributes = {"tokenrelay.job_id": sub.job_id, "tokenrelay.tenant": who.tenant}
-        with tracing.TRACER.start_as_current_span(
-            "submit job", kind=SpanKind.PRODUCER, attributes=attributes
-        ):
-            (where,) = await publish(rt.producer, topics, [sub], f"job {sub.job_id}", **bounded(rt))
-        log.info(
-            "job %s queued by %s at %s[%d]@%d",
-            sub.job_id,
-            who.tenant,
-            where.topic,
-            where.partition,
-            where.offset,
-        )
-        JOBS_SUBMITTED.labels(sub.queued.priority.value).inc()
-        return {
-            "job_id": sub.job_id,
-            "status": "queued",
-            "priority": sub.queued.priority.value,
-            "stream_url": f"/v1/jobs/{sub.job_id}/events",
-            "stream_token": rt.access.stream_token(sub.job_id, who.tenant),
-            "estimated_cost_usd": sub.queued.estimated_cost_usd,
-        }
+    acceptor = Acceptor(rt)
 
     async def accept(req: JobRequest, who: Principal, idempotency_key: str | None) -> JsonResponse:
         """Answer a valid submission: its job, queued (or the first answer under its key)."""
-        started = time.perf_counter()
-        # Every check first: a key never stands for a request that would have been refused.
-        sub = new_submission(
-            req, rt.settings, rt.prices, job_id=new_job_id(), tenant=who.tenant, now=now_us()
-        )
-        if idempotency_key is None:
-            body = await submit(sub, who)
-        else:
-            fut, owner = idem.claim(who.tenant, idempotency_key, fingerprint(req))
-            if owner:
-                try:
-                    fut.set_result(await submit(sub, who))
-                except BaseException:
-                    idem.release(who.tenant, idempotency_key)
-                    fut.cancel()
-                    raise
-            body = await asyncio.shield(fut)
-        SUBMIT_SECONDS.observe(time.perf_counter() - started)
-        return JsonResponse(body, status_code=202)
+        return JsonResponse(await acceptor.accept(req, who, idempotency_key), status_code=202)
 
     @router.post(
         "/jobs",

@@ -15,7 +15,7 @@ from services.core.ids import new_job_id, now_us
 from services.core.prices import load_prices
 from services.core.serde import decode_event
 from services.core.settings import Settings
-from services.ingest.submit import new_submission, publish
+from services.core.submission import new_submission, publish
 from services.worker.providers.registry import make_providers
 from services.worker.runner import WorkerRunner
 from tests.support.memory_kafka import MemoryKafka

@@ -67,3 +67,19 @@ async def test_without_a_client_to_renew_a_probe_keeps_checking() -> None:
     probe = Probe("kafka", client.check, timeout_s=0.05)
     assert await probe.check_now() == "kafka: unreachable: no answer in 0s"
     assert await probe.check_now() == "kafka: unreachable: no answer in 0s"
+
+
+async def test_a_broken_client_is_renewed_once_per_interval_and_a_failed_renew_survived() -> None:
+    client = Client("raises")
+    renewals: list[int] = []
+
+    def renew() -> None:
+        renewals.append(1)
+        raise RuntimeError("cannot make a client now")
+
+    probe = Probe("kafka", client.check, renew=renew)
+    for _ in range(3):
+        assert await probe.check_now() == "kafka: unreachable: no broker answered"
+    assert renewals == [1]  # within RENEW_EVERY_S of the first
+    client.broken = ""
+    assert await probe.check_now() is None

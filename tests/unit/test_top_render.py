@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 from rich.console import Console
 
-from services.cli_top import Snapshot, last_full_minute, live_rate, render
+from services.cli_top import Snapshot, last_full_minute, live_rate, read_snapshot, render
 
 NOW = 1_800_000_000.0
 RUNNING = {
@@ -49,3 +50,19 @@ def test_the_last_full_minute_and_a_live_rate() -> None:
     assert last_full_minute([{"t": 1}, {"t": 2}]) == {"t": 1}
     assert live_rate({"token_count": 10}, NOW) is None
     assert live_rate(RUNNING, NOW) == 15.0
+
+
+def test_a_failed_analytics_read_keeps_the_rest_and_names_the_apis_message() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/analytics/throughput":
+            error = {"code": "rate_limited", "message": "60 analytics questions a minute"}
+            return httpx.Response(429, json={"error": error})
+        if request.url.path == "/v1/queues":
+            return httpx.Response(200, json={"queues": [{"priority": "low"}]})
+        return httpx.Response(200, json={"jobs": [RUNNING]})
+
+    client = httpx.Client(base_url="http://api", transport=httpx.MockTransport(answer))
+    snap = read_snapshot(client, Snapshot(minute={"jobs": 3}), analytics=True)
+    assert snap.queues == [{"priority": "low"}] and snap.running == [RUNNING]
+    assert snap.minute == {"jobs": 3}  # the last one read
+    assert snap.problem == "/v1/analytics/throughput: 429 60 analytics questions a minute"

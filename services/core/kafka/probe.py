@@ -7,7 +7,8 @@ bounded by ``timeout_s``), keeps the last answer, and logs one line when the
 answer changes: when the dependency stops answering and when it answers again.
 
 A check that gets no answer, by an error or by running past its deadline, has its
-client renewed before the next run: after a network cut librdkafka can keep a dead
+client renewed (at most every ``RENEW_EVERY_S``, on a worker thread: dropping the
+old client waits for its threads): after a network cut librdkafka can keep a dead
 coordinator cached and leave every group request to it unanswered
 (confluentinc/librdkafka#5511), so a probe that only waited would stay failing
 after Kafka is whole again.
@@ -24,6 +25,8 @@ from services.core.errors import KafkaError
 from services.core.kafka.admin import Admin
 
 log = logging.getLogger(__name__)
+
+RENEW_EVERY_S = 5.0
 
 Check = Callable[[], Awaitable[str | None]]
 """None when all is well, else why not. Raising ``KafkaError`` (or running past the
@@ -43,6 +46,7 @@ class Probe:
         self._check = check
         self._renew = renew
         """Replaces the check's client after a run with no answer."""
+        self._renewed_at = float("-inf")
         self.interval_s, self.timeout_s = interval_s, timeout_s
         self._reason: str | None = f"{name}: not checked yet"
         self._failing_since: float | None = None
@@ -69,10 +73,20 @@ class Probe:
             reason, self.unreachable = f"unreachable: no answer in {self.timeout_s:.0f}s", True
         except KafkaError as exc:
             reason, self.unreachable = f"unreachable: {exc}", True
-        if self.unreachable and self._renew is not None:
-            self._renew()
+        if self.unreachable:
+            await self._renew_client()
         self._record(f"{self.name}: {reason}" if reason else None)
         return self._reason
+
+    async def _renew_client(self) -> None:
+        now = time.monotonic()
+        if self._renew is None or now - self._renewed_at < RENEW_EVERY_S:
+            return
+        self._renewed_at = now
+        try:
+            await asyncio.to_thread(self._renew)
+        except Exception:  # a probe that stopped would freeze readiness
+            log.warning("%s: renewing the client failed", self.name, exc_info=True)
 
     def _record(self, reason: str | None) -> None:
         now = time.monotonic()

@@ -25,8 +25,8 @@ from services.core.ids import now_us
 from services.core.kafka import Consumer, Producer
 from services.core.serde import decode
 from services.core.settings import Settings
+from services.core.submission import publish
 from services.ingest.retry import retry_submission
-from services.ingest.submit import publish
 from tests.conftest import ALICE
 from tests.support.batches import send_control, submit_batch
 from tests.support.jobs import submit

@@ -26,6 +26,7 @@ function show() {
   stopPage?.();
   stopPage = null;
   showError(null);
+  if (!session.me) { start(); return; }
   const path = location.pathname;
   const found = ROUTES.map(([re, name, page]) => [re.exec(path), name, page]).find(([m]) => m);
   for (const a of document.querySelectorAll("nav a[data-page]")) {
@@ -62,7 +63,7 @@ async function start() {
     try {
       session.me = await api("/v1/me");
     } catch (err) {
-      session.signOut();
+      if (err.status === 401) session.signOut(); // a key that is wrong; not one we could not check
       document.getElementById("signin-error").textContent = err.message;
     }
   }

@@ -59,3 +59,20 @@ class IdempotencyCache:
     def release(self, tenant: str, key: str) -> None:
         """Forget a key whose submission failed, so that a retry submits afresh."""
         self._entries.pop((tenant, key), None)
+
+
+IDEMPOTENCY_KEY_MAX = 200
+"""The longest ``Idempotency-Key`` taken, in characters."""
+
+
+def idempotency_key(headers: Any) -> str | None:
+    """The request's ``Idempotency-Key``, or a 422 when it is longer than we keep."""
+    key: str | None = headers.get("idempotency-key")
+    if key is not None and len(key) > IDEMPOTENCY_KEY_MAX:
+        raise ApiError(
+            422,
+            "invalid_request",
+            f"String should have at most {IDEMPOTENCY_KEY_MAX} characters",
+            "Idempotency-Key",
+        )
+    return key

@@ -8,6 +8,7 @@ import {
 const PRIORITIES = ["urgent", "high", "normal", "low"];
 const STATUSES = ["queued", "running", "retrying", "succeeded", "failed", "cancelled"];
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+const FINISHED = new Set(["succeeded", "failed", "cancelled"]);
 
 function card(label, value, chart) {
   return h("div", { class: "card" }, h("div", { class: "label" }, label),
@@ -142,13 +143,18 @@ export function job(view, { id }) {
     head.replaceChildren(h("p", {}, "Status ", h("span", { id: "job-status" }, status(s.status)),
       ` · ${s.priority} · ${s.model} (${s.provider}) · attempt ${s.attempt}`,
       s.batch_id ? h("span", {}, " · batch ", link(`/ui/jobs?batch_id=${s.batch_id}`, s.batch_id)) : ""));
-    const finished = ["succeeded", "failed", "cancelled"].includes(s.status);
+    const finished = FINISHED.has(s.status);
     actions.replaceChildren(
       finished ? "" : actionButton("Cancel", async () => {
         await api(`/v1/jobs/${id}/cancel`, { method: "POST", body: {} });
       }, "danger"),
       session.admin && ["failed", "cancelled"].includes(s.status) ? actionButton("Retry", async () => {
         await api(`/v1/jobs/${id}/retry`, { method: "POST" });
+        // Until the job state has the new submission, a stream would start at the old attempt.
+        const deadline = Date.now() + 30000;
+        while (FINISHED.has((await api(`/v1/jobs/${id}`)).status) && Date.now() < deadline) {
+          await new Promise((r) => setTimeout(r, 300));
+        }
         restream();
       }) : "",
     );
@@ -176,36 +182,55 @@ export function job(view, { id }) {
     timeline.append(h("li", {}, h("strong", {}, type), ` ${when(data.ts)}`,
       data.message ? ` — ${data.error_kind ?? ""} ${data.message}` : "",
       type === "cancelled" ? ` by ${data.by}` : ""));
-    if (TERMINAL.has(type)) { ended = { type, data }; source?.close(); refresh(); }
+    if (TERMINAL.has(type)) { ended = { type, data }; source?.close(); refresh().catch(showError); }
   };
 
   let lastId = null; // the last event's id (a Kafka offset): where a reopened stream resumes
-  const stream = async () => {
-    const grant = await api(`/v1/jobs/${id}/stream-token`, { method: "POST" });
-    if (stopped) return;
+  let generation = 0; // a stream opened by an older call of open() is not reopened
+  let retryMs = 1000;
+  const open = async () => {
+    const mine = ++generation;
+    source?.close();
+    source = null;
+    let grant;
+    try {
+      grant = await api(`/v1/jobs/${id}/stream-token`, { method: "POST" });
+    } catch (err) {
+      showError(err);
+      if (!stopped && mine === generation) setTimeout(() => { if (mine === generation) open(); }, retryMs);
+      retryMs = Math.min(retryMs * 2, 15000);
+      return;
+    }
+    if (stopped || mine !== generation) return;
     const query = new URLSearchParams({ token: grant.stream_token });
     if (lastId !== null) query.set("last_event_id", lastId);
     // EventSource resumes by itself (Last-Event-ID) when a connection drops; when it gives
     // up (its token expired, the server refused), a new token reopens it where it stopped.
-    source = new EventSource(`${grant.stream_url}?${query}`);
+    const es = new EventSource(`${grant.stream_url}?${query}`);
+    source = es;
     for (const type of ["queued", "started", "token", "retrying", "completed", "failed", "cancelled"]) {
-      source.addEventListener(type, (ev) => { lastId = ev.lastEventId || lastId; onEvent(type, ev); });
+      es.addEventListener(type, (ev) => {
+        retryMs = 1000;
+        lastId = ev.lastEventId || lastId;
+        onEvent(type, ev);
+      });
     }
-    source.addEventListener("error", () => {
-      if (source.readyState === EventSource.CLOSED && !ended && !stopped) {
-        setTimeout(() => { if (!ended && !stopped) stream().catch(showError); }, 2000);
+    es.addEventListener("error", () => {
+      if (es.readyState === EventSource.CLOSED && !ended && !stopped && mine === generation) {
+        setTimeout(() => { if (!ended && !stopped && mine === generation) open(); }, retryMs);
+        retryMs = Math.min(retryMs * 2, 15000);
       }
     });
   };
   const restream = () => {
-    source?.close(); ended = null; attempt = null; lastId = null;
+    ended = null; attempt = null; lastId = null;
     output.textContent = ""; timeline.replaceChildren();
-    stream().catch(showError);
+    open();
   };
   const refresh = async () => render(await api(`/v1/jobs/${id}`));
-  stream().catch(showError);
+  open();
   const stopPoll = every(2000, refresh);
-  return () => { stopped = true; stopPoll(); source?.close(); };
+  return () => { stopped = true; generation++; stopPoll(); source?.close(); };
 }
 
 // --- batches --------------------------------------------------------------------------------
@@ -223,24 +248,39 @@ export function batches(view) {
     const id = String(new FormData(form).get("batch_id") ?? "").trim();
     if (id) asked.add(id);
   });
-  return every(2000, async () => {
+  const known = new Map(); // batch id → its summary; a finished batch is not read again
+  const read = async (b) => {
+    const seen = known.get(b);
+    if (seen && FINISHED.has(seen.status)) return seen;
+    const got = await api(`/v1/batches/${b}`).catch(() => null);
+    if (got) known.set(b, got);
+    return got;
+  };
+  return every(3000, async () => {
     const recent = await api("/v1/jobs?limit=500");
     const ids = [...asked, ...new Set(recent.jobs.map((j) => j.batch_id).filter(Boolean))];
-    const found = await Promise.all([...new Set(ids)].slice(0, 50).map((b) => api(`/v1/batches/${b}`).catch(() => null)));
+    const found = await Promise.all([...new Set(ids)].slice(0, 50).map(read));
     list.replaceChildren(table(["Batch", "Status", "Progress", "Counts", "ETA", "Cost", ""],
       found.filter(Boolean).map(batchRow), "No batch yet."));
   });
 }
 
+// The filled part of a bar, sized through the CSSOM: the page's CSP allows no inline style.
+function fill(pct) {
+  const span = document.createElement("span");
+  span.style.width = `${pct}%`;
+  return span;
+}
+
 function batchRow(b) {
   const c = b.counts;
   const pct = Math.round(b.progress_pct * 10) / 10;
-  const done = ["succeeded", "failed", "cancelled"].includes(b.status) || pct >= 100;
+  const done = FINISHED.has(b.status) || pct >= 100;
   return h("tr", { "data-batch": b.batch_id },
     h("td", {}, link(`/ui/jobs?batch_id=${b.batch_id}`, b.batch_id)), h("td", {}, status(b.status)),
     h("td", {}, h("div", { class: "bar", role: "progressbar", "aria-label": `batch ${b.batch_id} progress`,
       "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": pct },
-      h("span", { style: `width:${pct}%` })), `${pct} % of ${fmt(b.total)}`),
+      fill(pct)), `${pct} % of ${fmt(b.total)}`),
     h("td", {}, `${c.succeeded} ok · ${c.failed} failed · ${c.cancelled} cancelled · ${c.running} running · ${c.queued} queued`),
     h("td", {}, seconds(b.eta_s)), h("td", {}, usd(b.cost_usd)),
     h("td", {}, done ? "" : h("span", { class: "actions" },
@@ -261,7 +301,7 @@ export function queues(view) {
     q.replaceChildren(queueTable(qs.queues));
     w.replaceChildren(h("p", { class: "muted" }, `Group ${ws.group}: ${ws.state.toLowerCase()}`),
       table(["Worker", "Host", "Partitions"], ws.members.map((m) => h("tr", {},
-        h("td", {}, m.client_id), h("td", {}, m.host),
+        h("td", {}, m.client_id), h("td", {}, m.host ?? "–"),
         h("td", { class: "wrap" }, Object.entries(m.partitions).map(([t, ps]) => `${t} [${ps.join(", ")}]`).join("; ")))),
       "No worker is in the group."));
   });

@@ -1,8 +1,9 @@
 """Putting jobs on Kafka: each job's ``queued`` event, then its command, confirmed.
 
-Every way in — one job, a batch, an admin retry — builds ``Submission``s and
-hands them to ``publish``. Order per job: the ``queued`` event is confirmed
-before the command is produced, so ``queued`` always precedes the worker's
+Every way in — one job, a batch, an admin retry, an OpenAI chat completion —
+builds ``Submission``s and hands them to ``publish``. Order per job: the
+``queued`` event is confirmed before the command is produced, so ``queued``
+always precedes the worker's
 ``started`` on the job's partition of ``tokenrelay.tokens``; its copy on
 ``tokenrelay.lifecycle`` (``services.core.lifecycle``), which names the offset
 ``queued`` got, goes out with the command. Many jobs are

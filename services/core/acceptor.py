@@ -1,0 +1,86 @@
+"""Accepting a valid job: publish its records, answer with where to watch it.
+
+``Acceptor.accept`` is what ``POST /v1/jobs`` (both its routes) and ``POST
+/v1/chat/completions`` do with a request that passed every check: build the
+submission, publish ``queued`` and the command (the answer goes out only once
+Kafka confirmed both), and answer. A repeat under the same ``Idempotency-Key``
+(per tenant, per process) answers with the first job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from opentelemetry.trace import SpanKind
+
+from schemas.jobs import JobRequest
+from services.core import tracing
+from services.core.auth import Principal
+from services.core.idempotency import IdempotencyCache, fingerprint
+from services.core.ids import new_job_id, now_us
+from services.core.metrics import JOBS_SUBMITTED, SUBMIT_SECONDS
+from services.core.runtime import Runtime
+from services.core.submission import Submission, bounded, new_submission, publish
+
+log = logging.getLogger(__name__)
+
+
+class Acceptor:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.idem = IdempotencyCache()
+
+    async def _publish(self, sub: Submission, who: Principal) -> dict[str, Any]:
+        rt = self.rt
+        attributes = {"tokenrelay.job_id": sub.job_id, "tokenrelay.tenant": who.tenant}
+        with tracing.TRACER.start_as_current_span(
+            "submit job", kind=SpanKind.PRODUCER, attributes=attributes
+        ):
+            (where,) = await publish(
+                rt.producer, rt.settings.topics, [sub], f"job {sub.job_id}", **bounded(rt)
+            )
+        log.info(
+            "job %s queued by %s at %s[%d]@%d",
+            sub.job_id,
+            who.tenant,
+            where.topic,
+            where.partition,
+            where.offset,
+        )
+        JOBS_SUBMITTED.labels(sub.queued.priority.value).inc()
+        return {
+            "job_id": sub.job_id,
+            "status": "queued",
+            "priority": sub.queued.priority.value,
+            "stream_url": f"/v1/jobs/{sub.job_id}/events",
+            "stream_token": rt.access.stream_token(sub.job_id, who.tenant),
+            "estimated_cost_usd": sub.queued.estimated_cost_usd,
+        }
+
+    async def accept(
+        self, req: JobRequest, who: Principal, idempotency_key: str | None
+    ) -> dict[str, Any]:
+        """The 202 body of a valid submission (or of the first one under its key)."""
+        started = time.perf_counter()
+        rt = self.rt
+        # Every check first: a key never stands for a request that would have been refused.
+        sub = new_submission(
+            req, rt.settings, rt.prices, job_id=new_job_id(), tenant=who.tenant, now=now_us()
+        )
+        if idempotency_key is None:
+            body = await self._publish(sub, who)
+        else:
+            fut, owner = self.idem.claim(who.tenant, idempotency_key, fingerprint(req))
+            if owner:
+                try:
+                    fut.set_result(await self._publish(sub, who))
+                except BaseException:
+                    self.idem.release(who.tenant, idempotency_key)
+                    fut.cancel()
+                    raise
+            body = await asyncio.shield(fut)
+        SUBMIT_SECONDS.observe(time.perf_counter() - started)
+        return body
