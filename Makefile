@@ -2,17 +2,17 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml clients/python/pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: install tools up test lint schemas docs bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	@echo "creating $(VENV) and installing tokenrelay with its dev dependencies …"
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	@echo "creating $(VENV) and installing tokenrelay with its dev dependencies and its Python client …"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	@$(PY) -m pip install --disable-pip-version-check --progress-bar off -q -e '.[dev]'
+	@$(PY) -m pip install --disable-pip-version-check --progress-bar off -q -e '.[dev]' -e clients/python
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -33,7 +33,7 @@ test: install tools
 	if [ $$rc -eq 5 ]; then echo "pytest ran no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: install
-	$(VENV)/bin/ruff check services schemas tests bench deploy
+	$(VENV)/bin/ruff check services schemas tests bench deploy clients examples
 	$(VENV)/bin/mypy
 
 schemas: install

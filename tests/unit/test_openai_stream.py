@@ -44,8 +44,7 @@ def test_any_cut_of_the_bytes_gives_the_same_deltas_finish_and_usage(size: int) 
 def test_crlf_lines_and_data_over_two_lines_are_one_event() -> None:
     reader = ChatStream()
     body = (
-        b'data: {"choices": [{"delta": {"content": "a"},\r\n'
-        b'data: "finish_reason": null}]}\r\n\r\n'
+        b'data: {"choices": [{"delta": {"content": "a"},\r\ndata: "finish_reason": null}]}\r\n\r\n'
     )
     assert reader.feed(body) == ["a"]
     assert reader.finish_reason is None and not reader.done

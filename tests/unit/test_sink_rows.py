@@ -32,24 +32,46 @@ def record(event: object, offset: int = 5) -> Record:
 
 def queued() -> Queued:
     return Queued(
-        **COMMON, attempt=0, seq=0, ts=1_000_000, priority=Priority.HIGH, model="gpt-4o-mini",
-        provider="openai", batch_id="b1", estimated_cost_usd=0.000123,
+        **COMMON,
+        attempt=0,
+        seq=0,
+        ts=1_000_000,
+        priority=Priority.HIGH,
+        model="gpt-4o-mini",
+        provider="openai",
+        batch_id="b1",
+        estimated_cost_usd=0.000123,
     )
 
 
 def started(attempt: int = 1) -> Started:
     return Started(
-        **COMMON, attempt=attempt, seq=0, ts=2_000_000, model="gpt-4o-mini", provider="openai",
+        **COMMON,
+        attempt=attempt,
+        seq=0,
+        ts=2_000_000,
+        model="gpt-4o-mini",
+        provider="openai",
         queue_wait_ms=1000.0,
     )
 
 
 def completed(text: str = "hello") -> Completed:
     return Completed(
-        **COMMON, attempt=1, seq=3, ts=3_000_000, content=text, parsed=None,
-        finish_reason="stop", usage=Usage(prompt_tokens=7, completion_tokens=2),
-        cost_usd=0.000003105, ttft_ms=250.0, itl_ms=Percentiles(p50=10.0, p90=20.0, p99=30.0),
-        duration_ms=900.0, tokens_per_s=3.0, tokens=2,
+        **COMMON,
+        attempt=1,
+        seq=3,
+        ts=3_000_000,
+        content=text,
+        parsed=None,
+        finish_reason="stop",
+        usage=Usage(prompt_tokens=7, completion_tokens=2),
+        cost_usd=0.000003105,
+        ttft_ms=250.0,
+        itl_ms=Percentiles(p50=10.0, p90=20.0, p99=30.0),
+        duration_ms=900.0,
+        tokens_per_s=3.0,
+        tokens=2,
     )
 
 
@@ -114,13 +136,18 @@ def test_a_finished_job_row_carries_what_its_queued_and_started_events_said() ->
     row = dict(zip(JOB_COLUMNS, job_row(event, record(completed(), offset=9), ctx), strict=True))
     assert row["status"] == "succeeded"
     assert (row["priority"], row["model"], row["provider"], row["batch_id"]) == (
-        "high", "gpt-4o-mini", "openai", "b1",
+        "high",
+        "gpt-4o-mini",
+        "openai",
+        "b1",
     )
     assert (row["prompt_tokens"], row["completion_tokens"], row["tokens"]) == (7, 2, 2)
     assert Decimal(str(row["cost_usd"])) == Decimal("0.000003105")
     assert Decimal(str(row["estimated_cost_usd"])) == Decimal("0.000123")
     assert (row["queued_at"], row["started_at"], row["finished_at"]) == (
-        1_000_000, 2_000_000, 3_000_000,
+        1_000_000,
+        2_000_000,
+        3_000_000,
     )
     assert row["first_token_at"] == 2_250_000
     assert (row["itl_p50_ms"], row["itl_p90_ms"], row["itl_p99_ms"]) == (10.0, 20.0, 30.0)

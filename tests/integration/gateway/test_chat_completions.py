@@ -201,3 +201,39 @@ def test_models_lists_what_jobs_may_name(stack: str, sdk: Callable[..., openai.O
     models = {m.id for m in sdk().models.list()}
     assert "fake-1" in models and "gpt-4o-mini" in models
     assert httpx.get(f"{stack}/v1/models").status_code == 401
+
+
+def test_langchain_streams_with_usage(stack: str) -> None:
+    from langchain_openai import ChatOpenAI  # noqa: PLC0415 - only this test needs langchain
+
+    chat = ChatOpenAI(
+        model="fake-1",
+        base_url=f"{stack}/v1",
+        api_key="key-alice",  # type: ignore[arg-type]
+        max_tokens=9,  # type: ignore[call-arg]
+        stream_usage=True,
+        max_retries=0,
+    )
+    chunks = list(chat.stream("say something about kafka"))
+    text = "".join(str(c.content) for c in chunks)
+    usage = [c.usage_metadata for c in chunks if c.usage_metadata]
+    assert text and len(usage) == 1 and usage[0]["output_tokens"] == 9
+    whole = chat.invoke("say something about kafka")
+    assert whole.content == text  # the fake provider: same prompt, same text
+
+
+def test_litellm_completes_and_streams(stack: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch of its price list
+    import litellm  # noqa: PLC0415 - slow to import; only this test needs it
+
+    messages = [{"role": "user", "content": "say something about kafka"}]
+    common: dict[str, Any] = {
+        "model": "openai/fake-1",
+        "api_base": f"{stack}/v1",
+        "api_key": "key-alice",
+        "max_tokens": 7,
+    }
+    whole = litellm.completion(messages=messages, **common)
+    streamed = litellm.completion(messages=messages, stream=True, **common)
+    text = "".join(c.choices[0].delta.content or "" for c in streamed)
+    assert whole.choices[0].message.content == text and whole.usage.completion_tokens == 7
