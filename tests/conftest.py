@@ -36,9 +36,10 @@ def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def fresh_settings(
-    kafka_bootstrap: str, chdb_url: str, data_dir: Path, **overrides: object
+    kafka_bootstrap: str, chdb_url: str, data_dir: Path, /, **overrides: object
 ) -> Settings:
-    """Settings with fresh uuid topics, groups and database, so tests never see each other's."""
+    """Settings with fresh uuid topics, groups and database, so tests never see each other's
+    (``overrides`` may name any setting, the broker and the database included)."""
     run = uuid.uuid4().hex[:10]
     values: dict[str, object] = {
         "kafka_bootstrap": kafka_bootstrap,
