@@ -5,8 +5,7 @@ batches, analytics, and errors carrying the API's ``{code, message, field}``."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from tokenrelay_client import (
@@ -18,21 +17,34 @@ from tokenrelay_client import (
     TokenrelayError,
 )
 
-from services.core.settings import Settings
+from tests.conftest import fresh_settings
 from tests.support.aggregators import aggregator_process, with_aggregator_port
 from tests.support.stack import running
 
 pytestmark = pytest.mark.kafka
 
 
-@pytest.fixture
-def api_url(make_settings: Callable[..., Settings], tmp_path: Path) -> Iterator[str]:
-    settings = with_aggregator_port(make_settings(state_store="memory://"))
+@pytest.fixture(scope="module")
+def api_url(
+    kafka_bootstrap: str, chdb_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """One stack for the module (each test's jobs and batches are its own)."""
+    root = tmp_path_factory.mktemp("client")
+    settings = with_aggregator_port(
+        fresh_settings(kafka_bootstrap, chdb_url, root / "data", state_store="memory://")
+    )
     with (
-        aggregator_process(settings, tmp_path),
+        aggregator_process(settings, root),
         running(settings, ["ingest", "gateway", "worker", "analytics"]) as base,
     ):
         yield base
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """The module's stack outlives each test, and so do the threads its worker starts on
+    demand: they end with it."""
+    yield
 
 
 @pytest.fixture
@@ -61,7 +73,16 @@ async def test_the_async_client_does_the_same(api_url: str) -> None:
         job = await client.submit(messages=[{"role": "user", "content": "hi"}], max_tokens=10)
         text = "".join([t async for t in client.tokens(job.job_id)])
         state = await client.wait(job.job_id)
+        batch = await client.batches.submit({"prompt": f"a{i}", "max_tokens": 2} for i in range(3))
+        for job_id in batch.job_ids or []:
+            await client.wait(job_id)
+        listed = [j.job_id async for j in client.jobs.list(batch_id=batch.batch_id, page_size=2)]
+        assert (await client.batches.get(batch.batch_id)).total == 3
+        with pytest.raises(TokenrelayError) as refused:
+            await client.retry(job.job_id)  # alice is no admin
     assert state.status == "succeeded" and state.content == text
+    assert sorted(listed) == sorted(batch.job_ids or [])
+    assert refused.value.status == 403
 
 
 def test_jobs_list_walks_every_page_of_a_batch(client: Client) -> None:

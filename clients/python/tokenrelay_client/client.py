@@ -56,6 +56,12 @@ def _query(**params: Any) -> dict[str, Any]:
     return {k: v for k, v in params.items() if v is not None}
 
 
+def _jsonl(jobs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """``POST /v1/batches`` as JSON Lines: one job body per line."""
+    lines = b"".join(json.dumps(j).encode() + b"\n" for j in jobs)
+    return {"content": lines, "headers": {"Content-Type": "application/x-ndjson"}}
+
+
 # --- blocking ------------------------------------------------------------------------------
 
 
@@ -194,12 +200,8 @@ class _Batches:
         self._c = client
 
     def submit(self, jobs: Iterable[dict[str, Any]]) -> Batch:
-        """``POST /v1/batches`` as JSON Lines: one job body per line, streamed."""
-        lines = b"".join(json.dumps(j).encode() + b"\n" for j in jobs)
-        headers = {"Content-Type": "application/x-ndjson"}
-        return Batch.model_validate(
-            self._c._call("POST", "/v1/batches", content=lines, headers=headers)
-        )
+        """``POST /v1/batches`` as JSON Lines: one job body per line."""
+        return Batch.model_validate(self._c._call("POST", "/v1/batches", **_jsonl(jobs)))
 
     def get(self, batch_id: str) -> Batch:
         return Batch.model_validate(self._c._call("GET", f"/v1/batches/{batch_id}"))
@@ -252,6 +254,9 @@ class AsyncClient:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = http or httpx.AsyncClient(base_url=base_url, headers=headers, timeout=timeout)
         self.give_up_s = give_up_s
+        self.jobs = _AsyncJobs(self)
+        self.batches = _AsyncBatches(self)
+        self.analytics = _AsyncAnalytics(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -287,6 +292,10 @@ class AsyncClient:
     async def cancel(self, job_id: str, reason: str | None = None) -> dict[str, Any]:
         body = {"reason": reason} if reason else {}
         answer: dict[str, Any] = await self._call("POST", f"/v1/jobs/{job_id}/cancel", json=body)
+        return answer
+
+    async def retry(self, job_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._call("POST", f"/v1/jobs/{job_id}/retry")
         return answer
 
     async def stream(self, job_id: str, last_event_id: str | None = None) -> AsyncIterator[Event]:
@@ -330,3 +339,69 @@ class AsyncClient:
         while not (state := await self.get(job_id)).finished and time.monotonic() < give_up:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         return state
+
+
+class _AsyncJobs:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+
+    async def list(
+        self,
+        status: str | None = None,
+        priority: str | None = None,
+        batch_id: str | None = None,
+        page_size: int = 100,
+    ) -> AsyncIterator[JobState]:
+        cursor = None
+        while True:
+            q = _query(
+                status=status, priority=priority, batch_id=batch_id, limit=page_size, cursor=cursor
+            )
+            page = await self._c._call("GET", "/v1/jobs", params=q)
+            for j in page["jobs"]:
+                yield JobState.model_validate(j)
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+
+class _AsyncBatches:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+
+    async def submit(self, jobs: Iterable[dict[str, Any]]) -> Batch:
+        return Batch.model_validate(await self._c._call("POST", "/v1/batches", **_jsonl(jobs)))
+
+    async def get(self, batch_id: str) -> Batch:
+        return Batch.model_validate(await self._c._call("GET", f"/v1/batches/{batch_id}"))
+
+    async def pause(self, batch_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._c._call("POST", f"/v1/batches/{batch_id}/pause")
+        return answer
+
+    async def resume(self, batch_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._c._call("POST", f"/v1/batches/{batch_id}/resume")
+        return answer
+
+    async def cancel(self, batch_id: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._c._call("POST", f"/v1/batches/{batch_id}/cancel")
+        return answer
+
+
+class _AsyncAnalytics:
+    def __init__(self, client: AsyncClient) -> None:
+        self._c = client
+
+    async def cost(
+        self, group_by: str = "model", since: str | None = None, until: str | None = None
+    ) -> list[dict[str, Any]]:
+        q = _query(group_by=group_by, since=since, until=until)
+        answer = await self._c._call("GET", "/v1/analytics/cost", params=q)
+        rows: list[dict[str, Any]] = answer["rows"]
+        return rows
+
+    async def sql(self, query: str) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._c._call(
+            "POST", "/v1/analytics/sql", json={"sql": query}
+        )
+        return answer
