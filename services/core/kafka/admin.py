@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -17,10 +15,6 @@ from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from, retr
 from services.core.kafka.consumer import committed_or_raise
 
 log = logging.getLogger(__name__)
-
-
-RETIRED_KEEP_S = 120.0
-"""How long a renewed-away client lives on: longer than any request timeout we give."""
 
 
 class Admin:
@@ -35,8 +29,6 @@ class Admin:
         }
         self._admin = AdminClient(self._config)
         self._offset_readers: dict[str, ck.Consumer] = {}
-        self._retired: deque[tuple[float, AdminClient, list[ck.Consumer]]] = deque()
-        """Renewed-away clients, kept until no call of theirs can still be waiting."""
         self.refused: str | None = None
         """The brokers' last refusal of our credentials (SASL or TLS), until one answers."""
 
@@ -49,17 +41,8 @@ class Admin:
 
         After a broker restart librdkafka can keep a dead group coordinator cached
         and time out every group request to it (confluentinc/librdkafka#5511); a
-        new client looks its coordinators up again. Calls in flight finish on the old one,
-        which is kept for ``RETIRED_KEEP_S`` before it is dropped: destroying a client
-        whose group request is still waiting for its coordinator fails librdkafka's
-        assertion ``rd_kafka_enq_once_del_source_return: eonce->refcnt > 0`` and aborts
-        the process (seen in tests/faults/test_flaky_network.py, where chDB's signal
-        handler caught the abort and the analytics sink never recovered).
+        new client looks its coordinators up again. Calls in flight finish on the old one.
         """
-        now = time.monotonic()
-        self._retired.append((now, self._admin, list(self._offset_readers.values())))
-        while self._retired and now - self._retired[0][0] > RETIRED_KEEP_S:
-            self._retired.popleft()
         self._admin = AdminClient(self._config)
         self._offset_readers = {}
 
