@@ -28,6 +28,7 @@ from services.core import gc_pauses, openapi, tracing
 from services.core.access import Access
 from services.core.cors import install_cors
 from services.core.errors import ConfigError, KafkaError
+from services.core.fatal_signals import load_chdb
 from services.core.http import (
     BodyLimit,
     JsonResponse,
@@ -245,6 +246,8 @@ def serve(
     else:
         sock = listening_socket(settings.http_host, port or settings.http_port)
     tracing.setup(f"tokenrelay-{'-'.join(names)}")
+    if "analytics" in names:
+        load_chdb(settings.clickhouse_dsn)  # here, on the main thread: it takes signals
     app = build_app(settings, names)
     config = uvicorn.Config(
         app,

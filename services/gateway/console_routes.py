@@ -10,7 +10,6 @@ its command is retried through ``POST /v1/jobs/{id}/retry``).
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
@@ -20,23 +19,20 @@ from services.core.auth import Principal
 from services.core.errors import ApiError, KafkaError
 from services.core.http import JsonResponse, StrictJsonRoute
 from services.core.job_log import TopicPartitions
+from services.core.kafka.groups import GroupMember
 from services.core.openapi import error_responses
 from services.core.runtime import Runtime
 from services.gateway.dead_letters import read_newest
 
 
-def member_of(member: Any, show_host: bool) -> dict[str, Any]:
-    """A librdkafka ``MemberDescription`` as ``GET /v1/workers`` shows it (the host to
+def member_of(member: GroupMember, show_host: bool) -> dict[str, Any]:
+    """A member of the workers' group as ``GET /v1/workers`` shows it (the host to
     admins only: where the workers run is the operators' business)."""
-    partitions: dict[str, list[int]] = defaultdict(list)
-    assignment = getattr(member, "assignment", None)
-    for tp in getattr(assignment, "topic_partitions", None) or []:
-        partitions[tp.topic].append(tp.partition)
     return {
         "client_id": member.client_id,
         "host": member.host if show_host else None,
         "member_id": member.member_id,
-        "partitions": {t: sorted(ps) for t, ps in sorted(partitions.items())},
+        "partitions": member.partitions,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -13,8 +14,13 @@ from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ign
 from services.core.errors import KafkaUnavailableError
 from services.core.kafka.common import TopicSpec, _rdkafka_log, error_from, retry_transient
 from services.core.kafka.consumer import committed_or_raise
+from services.core.kafka.groups import GroupMember, assigned_partitions, state_name
 
 log = logging.getLogger(__name__)
+
+# Deprecated in favour of describe_consumer_groups, which is what can abort us (groups.py).
+LIST_GROUPS_DEPRECATED = r"list_groups\(\) is deprecated"
+warnings.filterwarnings("ignore", LIST_GROUPS_DEPRECATED, DeprecationWarning)
 
 
 class Admin:
@@ -119,18 +125,35 @@ class Admin:
         """How many consumers are in ``group`` now (0 if it does not exist)."""
         return len((await self.describe_group(group, timeout))[1])
 
-    async def describe_group(self, group: str, timeout: float = 5.0) -> tuple[str, list[Any]]:
-        """The group's state (``"STABLE"``, ``"EMPTY"``…) and its members, each with
-        ``client_id``, ``host``, ``member_id`` and ``assignment.topic_partitions``."""
-        futures = self._admin.describe_consumer_groups([group], request_timeout=timeout)
+    async def describe_group(
+        self, group: str, timeout: float = 5.0
+    ) -> tuple[str, list[GroupMember]]:
+        """The group's state (``"STABLE"``, ``"EMPTY"``, ``"DEAD"`` if unknown…) and its
+        members with the partitions each holds.
+
+        Read with the brokers' ListGroups/DescribeGroups (``groups.py`` says why not
+        ``describe_consumer_groups``); no answer in ``timeout`` raises ``KafkaError``.
+        """
+        admin = self._admin
         try:
-            desc = await asyncio.wrap_future(futures[group])
+            found = await asyncio.to_thread(_list_group, admin, group, timeout)
         except ck.KafkaException as exc:
-            err = exc.args[0]
-            if err.code() == ck.KafkaError.GROUP_ID_NOT_FOUND:
-                return "DEAD", []
-            raise error_from(err, f"describe group {group}") from exc
-        return desc.state.name, list(desc.members)
+            raise error_from(exc.args[0], f"describe group {group}") from exc
+        if not found:
+            return "DEAD", []
+        desc = found[0]
+        if desc.error is not None and desc.error.code() != ck.KafkaError.NO_ERROR:
+            raise error_from(desc.error, f"describe group {group}")
+        members = [
+            GroupMember(
+                client_id=m.client_id,
+                host=m.client_host.lstrip("/"),
+                member_id=m.id,
+                partitions=_partitions_or_none(m.assignment),
+            )
+            for m in desc.members
+        ]
+        return state_name(desc.state), members
 
     async def delete_topics(self, names: list[str], timeout: float = 30.0) -> None:
         if not names:
@@ -206,3 +229,15 @@ class Admin:
                 start = starts[tp]
             lag[key] = max(0, ends[tp] - start)
         return lag
+
+
+def _list_group(admin: AdminClient, group: str, timeout: float) -> list[Any]:
+    return list(admin.list_groups(group=group, timeout=timeout))
+
+
+def _partitions_or_none(assignment: bytes | None) -> dict[str, list[int]]:
+    try:
+        return assigned_partitions(assignment)
+    except ValueError:
+        log.warning("a group member's assignment is not the consumer protocol's; shown empty")
+        return {}
