@@ -244,3 +244,38 @@ class DeadLetters(BaseModel):
     """``GET /v1/admin/dead-letters``: the newest dead letters first."""
 
     dead_letters: list[DeadLetterEntry]
+
+
+class CostReplayGroup(BaseModel):
+    """What one group of a cost replay's jobs cost as recorded and under the replayed prices."""
+
+    jobs: int
+    prompt_tokens: int
+    completion_tokens: int
+    recorded_usd: float = Field(description="The sum of the jobs' recorded costs.")
+    replayed_usd: float = Field(description="The sum of their costs under the replayed prices.")
+    difference_usd: float = Field(description="`replayed_usd - recorded_usd`.")
+
+
+class CostReplayModel(CostReplayGroup):
+    model: str
+
+
+class CostReplayTenant(CostReplayGroup):
+    tenant: str
+
+
+class CostReplay(CostReplayGroup):
+    """``POST /v1/analytics/cost-replay``: the finished jobs of the window repriced, one
+    ``cost_replays`` row each under ``replay_id``; dollars are exact to the nano-dollar
+    (``Decimal(repr(x))``), and recorded costs are left as they were."""
+
+    replay_id: str
+    replayed_at: str = Field(description="When the replay ran, ISO 8601 UTC.")
+    since: str | None = Field(description="The window's start, ISO 8601 UTC (None: the first).")
+    until: str = Field(description="The window's end (excluded), ISO 8601 UTC.")
+    unpriced_models: list[str] = Field(
+        description="Models of the window that the price table does not price: they cost 0."
+    )
+    by_model: list[CostReplayModel]
+    by_tenant: list[CostReplayTenant]

@@ -28,6 +28,9 @@ class ErrorKind(StrEnum):
     INVALID_COMMAND = "invalid_command"
     """The job's command on a job topic cannot be read; it went to the DLQ."""
     INTERNAL = "internal"
+    BUDGET = "budget"
+    """The tenant's USD budget ran out while the job streamed: stopped at the cap, not
+    retried; its tokens so far are kept and billed (``usage``, ``cost_usd``)."""
 
 
 class _Event(BaseModel):
@@ -129,6 +132,11 @@ class Failed(_Event):
     tokens: int | None = Field(
         default=None, ge=0, description="Tokens this attempt streamed before it ended."
     )
+    usage: Usage | None = Field(
+        default=None, description="What the attempt used and is billed for, when it is billed "
+        "(a `budget` stop)."
+    )
+    cost_usd: float | None = Field(default=None, description="What `usage` costs.")
 
 
 class Cancelled(_Event):

@@ -12,6 +12,7 @@ from schemas.dead_letter import DeadLetter
 from schemas.events import event_json_schema
 from schemas.jobs import JobRequest
 from schemas.state import JobState
+from schemas.tenants import ApiKeyRecord, TenantPolicy, TenantSpend
 
 SCHEMA_DIR = Path(__file__).parent / "json"
 
@@ -25,6 +26,9 @@ def all_schemas() -> dict[str, dict[str, Any]]:
         "JobState.schema.json": JobState.model_json_schema(by_alias=True),
         "DeadLetter.schema.json": DeadLetter.model_json_schema(by_alias=True),
         "Control.schema.json": control_json_schema(),
+        "TenantPolicy.schema.json": TenantPolicy.model_json_schema(by_alias=True),
+        "ApiKey.schema.json": ApiKeyRecord.model_json_schema(by_alias=True),
+        "TenantSpend.schema.json": TenantSpend.model_json_schema(by_alias=True),
     }
 
 

@@ -22,7 +22,9 @@ from services.cli_client import (
     print_json,
     print_stream,
 )
+from services.cli_cost import cost_app
 from services.cli_jobs import batch_app, clean, jobs_app
+from services.cli_tenants import keys_app, tenants_app
 from services.cli_top import top
 from services.core.errors import ConfigError, KafkaUnavailableError
 from services.core.logs import setup_logging
@@ -33,6 +35,9 @@ kafka_app = typer.Typer(help="The local single-node Kafka broker.", no_args_is_h
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(batch_app, name="batch")
+app.add_typer(cost_app, name="cost")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
 app.command()(clean)
 app.command()(top)
 

@@ -43,6 +43,8 @@ from services.core.runtime import Runtime, ServicePart
 from services.core.settings import Settings
 from services.core.sockets import listening_socket
 from services.core.state_client import StateClient
+from services.core.tenancy import KeyRing
+from services.core.tenancy_follower import TenancyFollower
 from services.core.topics import ensure_topics, topic_specs
 from services.gateway import service as gateway
 from services.ingest import service as ingest
@@ -67,6 +69,16 @@ def probes_for(admin: Admin, settings: Settings, names: list[str]) -> list[Probe
         group = workers_in_group(admin, settings.worker_group)
         probes.append(Probe("workers", group, interval_s=2.0, renew=admin.renew))
     return probes
+
+
+def tenancy_part(rt: Runtime) -> ServicePart:
+    """Every process follows the tenants' policies, the run-time keys and the spend."""
+    follower = TenancyFollower(rt.settings, rt.clients, rt.tenants, rt.keys, rt.spend)
+
+    async def ready() -> str | None:
+        return follower.ready_reason()
+
+    return ServicePart(name="tenancy", start=follower.start, stop=follower.stop, checks=[ready])
 
 
 async def _ensure_topics_with_retry(settings: Settings, stop_asked: Callable[[], bool]) -> None:
@@ -128,17 +140,19 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
     clients = KafkaClients.of(settings)
     admin = clients.admin()
     probes = probes_for(admin, settings, names)
+    keys = KeyRing()
     rt = Runtime(
         settings=settings,
         clients=clients,
         producer=clients.producer(**{"client.id": settings.worker_id}),
         admin=admin,
-        access=Access(settings),
+        access=Access(settings, keys),
+        keys=keys,
         state=StateClient(settings.aggregator_url),
         prices=load_prices(settings.prices),
         kafka=probes[0],
     )
-    parts = [SERVICES[n](rt) for n in names]
+    parts = [tenancy_part(rt), *(SERVICES[n](rt) for n in names)]
     if "analytics" not in names and settings.analytics_url and {"ingest", "gateway"} & set(names):
         parts.append(analytics_forward.create(rt))
 

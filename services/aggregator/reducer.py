@@ -180,6 +180,8 @@ def _apply(state: JobState, event: JobEvent) -> dict[str, Any]:
             "finished_at": event.ts,
             "error_kind": event.error_kind,
             "error_message": event.message,
+            **({"usage": event.usage} if event.usage is not None else {}),
+            **({"cost_usd": event.cost_usd} if event.cost_usd is not None else {}),
             **_final_count(state, event),
         }
     if isinstance(event, Cancelled):

@@ -8,6 +8,7 @@ ask ``TOKENRELAY_ANALYTICS_RATE_PER_MIN`` questions a minute (then 429 with
 ``POST /v1/analytics/sql`` is for admins: it runs on a session that ClickHouse
 itself holds read-only (``readonly=1``), with a row limit and a time limit the
 query cannot lift, so no parsing on our side decides what may run.
+``POST /v1/analytics/cost-replay`` is for admins too (``cost_replay``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.api import CostRows, LatencyRows, SqlAnswer, ThroughputRows
-from services.analytics import queries
+from schemas.api import CostReplay, CostRows, LatencyRows, SqlAnswer, ThroughputRows
+from services.analytics import cost_replay, queries
 from services.analytics.clickhouse import ClickHouse, Rows
 from services.analytics.queries import CostGroup, Interval, LatencyGroup
 from services.analytics.window import Instant, too_wide
@@ -28,6 +29,7 @@ from services.core.auth import Principal
 from services.core.errors import ApiError, ClickHouseError
 from services.core.http import JsonResponse, StrictJsonRoute
 from services.core.openapi import error_responses
+from services.core.prices import Prices
 from services.core.rate import KeyLimits
 from services.core.runtime import Runtime
 from services.core.settings import Settings
@@ -95,6 +97,7 @@ def make_router(rt: Runtime, engines: Engines) -> APIRouter:
 
     _add_rollup_routes(router, rt.settings, engines, Depends(principal))
     _add_sql_route(router, engines, Depends(principal))
+    _add_cost_replay_route(router, rt.settings, engines, Depends(principal))
     return router
 
 
@@ -169,6 +172,45 @@ def _add_sql_route(router: APIRouter, engines: Engines, who_dep: Any) -> None:
         return JsonResponse(
             {"columns": rows.columns, "rows": [queries.jsonable(list(r)) for r in rows.rows]}
         )
+
+
+def _add_cost_replay_route(
+    router: APIRouter, settings: Settings, engines: Engines, who_dep: Any
+) -> None:
+    page_rows = min(cost_replay.PAGE_ROWS, settings.analytics_max_rows)
+
+    @router.post(
+        "/cost-replay",
+        response_model=CostReplay,
+        responses=error_responses(400, 401, 403, 413, 415, 422, 429, 503),
+    )
+    async def replay(body: cost_replay.CostReplayRequest, who: Principal = who_dep) -> JsonResponse:
+        """Reprice the finished jobs of ``since``..``until`` under ``prices`` into a replay of
+        their own (table ``cost_replays``), and answer the sums by model and by tenant."""
+        if not who.is_admin:
+            raise ApiError(403, "forbidden", "only an admin may replay costs")
+        problem = cost_replay.price_problem(body.prices)
+        if problem is not None:
+            raise ApiError(422, "invalid_request", problem[1], problem[0])
+        if body.since is not None and body.until is not None and body.since >= body.until:
+            raise ApiError(422, "invalid_request", "since must be before until", "since")
+        prices = Prices(dict(body.prices.models))
+        try:
+            out = await cost_replay.run(
+                _engine(engines.reader), prices, body.since, body.until, page_rows
+            )
+        except cost_replay.CostOverflowError as exc:
+            raise ApiError(422, "invalid_request", str(exc), "prices") from exc
+        except ClickHouseError as exc:
+            if exc.code in OVER_BUDGET:
+                raise ApiError(
+                    422,
+                    "too_expensive",
+                    "a page of the replay is over its budget: narrow since..until",
+                    "since",
+                ) from exc
+            raise ApiError(503, "clickhouse_unavailable", f"cost replay failed: {exc}") from exc
+        return JsonResponse(out)
 
 
 def _first_line(exc: ClickHouseError) -> str:

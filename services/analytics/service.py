@@ -3,7 +3,8 @@
 It opens three sessions on one ClickHouse (with chDB, one engine in this
 process): the sink's writer, the API's reader, and a read-only one for
 ``POST /v1/analytics/sql``. Readiness: the schema is migrated and the sink is
-consuming. The API's sessions carry budgets that ClickHouse itself enforces
+consuming. A fourth session reads each tenant's spend for ``tokenrelay.spend``
+(``spend.py``). The API's sessions carry budgets that ClickHouse itself enforces
 (rows answered, seconds run), so no question can hold the process for long.
 """
 
@@ -15,6 +16,7 @@ from services.analytics.clickhouse import ClickHouse
 from services.analytics.migrate import migrate
 from services.analytics.router import Engines, make_router
 from services.analytics.sink import Sink
+from services.analytics.spend import SpendPublisher
 from services.core.runtime import Runtime, ServicePart
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ def create(rt: Runtime) -> ServicePart:
     engines = Engines()
     opened: list[ClickHouse] = []
     sink: list[Sink] = []
+    spend: list[SpendPublisher] = []
 
     async def start() -> None:
         url, db = settings.clickhouse_dsn, settings.clickhouse_database
@@ -56,8 +59,14 @@ def create(rt: Runtime) -> ServicePart:
         opened.append(engines.read_only)
         sink.append(Sink(settings, rt.producer, writer))
         await sink[0].start()
+        spend_engine = await ClickHouse.open(url, db, budget(100_000, 10.0), "spend")
+        opened.append(spend_engine)
+        spend.append(SpendPublisher(spend_engine, rt.producer, settings.topics.spend))
+        spend[0].start()
 
     async def stop() -> None:
+        if spend:
+            await spend[0].stop()
         if sink:
             await sink[0].stop()
         for ch in reversed(opened):

@@ -22,10 +22,27 @@ from services.core.auth import Principal
 from services.core.idempotency import IdempotencyCache, fingerprint
 from services.core.ids import new_job_id, now_us
 from services.core.metrics import JOBS_SUBMITTED, SUBMIT_SECONDS
+from services.core.quotas import refusal
 from services.core.runtime import Runtime
 from services.core.submission import Submission, bounded, new_submission, publish
+from services.core.tenancy import DEFAULT_LIMITS
 
 log = logging.getLogger(__name__)
+
+
+def admit(rt: Runtime, tenant: str, jobs: int = 1) -> None:
+    """Refuse a submission of ``jobs`` jobs that its tenant's budgets or quotas forbid
+    (402 or 429, ``services/core/quotas.py``); count them against its ``rpm`` if not."""
+    limits = rt.tenants.limits(tenant)
+    if limits.rpm is None and limits == DEFAULT_LIMITS:
+        return
+    now = now_us()
+    refused = refusal(limits, rt.spend.spent(tenant, now), now)
+    if refused is None:
+        refused = rt.rates.admit(tenant, limits.rpm, jobs, time.monotonic())
+    if refused is not None:
+        log.info("%d job(s) of %s refused: %s", jobs, tenant, refused.message)
+        raise refused
 
 
 class Acceptor:
@@ -35,6 +52,7 @@ class Acceptor:
 
     async def _publish(self, sub: Submission, who: Principal) -> dict[str, Any]:
         rt = self.rt
+        admit(rt, who.tenant)
         attributes = {"tokenrelay.job_id": sub.job_id, "tokenrelay.tenant": who.tenant}
         with tracing.TRACER.start_as_current_span(
             "submit job", kind=SpanKind.PRODUCER, attributes=attributes

@@ -1,5 +1,8 @@
 """Who is calling: the API key of a request, as a FastAPI dependency.
 
+A key is one of ``TOKENRELAY_API_KEYS`` or one made at run time (``POST
+/v1/admin/keys``), which every process follows from ``tokenrelay.keys``.
+
 The security schemes are declared here so that the OpenAPI names them: an API
 key as ``Authorization: Bearer`` or ``X-API-Key`` on every ``/v1`` route, and
 the stream token (``?token=``) on a job's event stream.
@@ -27,6 +30,7 @@ from services.core.auth import (
 )
 from services.core.errors import ApiError
 from services.core.settings import Settings
+from services.core.tenancy import KeyRing
 
 Caller = Callable[..., Awaitable[Principal]]
 """What every router takes as its ``Depends`` target: ``Access.caller`` (or a wrapper of it)."""
@@ -48,9 +52,11 @@ STREAM_TOKEN = APIKeyQuery(
 class Access:
     """Resolves API keys and stream tokens to a ``Principal``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, run_time_keys: KeyRing | None = None) -> None:
         spec = settings.api_keys.get_secret_value()
         self._keys = parse_api_keys(spec)
+        self._run_time = run_time_keys if run_time_keys is not None else KeyRing()
+        """Keys made through ``POST /v1/admin/keys``, as this process has read them."""
         secret = settings.stream_token_secret
         self._secret = secret.get_secret_value().encode() if secret else derive_secret(spec)
         self._ttl = settings.stream_token_ttl_s
@@ -59,9 +65,12 @@ class Access:
         if not key:
             raise ApiError(401, "unauthenticated", "send an API key: Authorization: Bearer <key>")
         principal = self._keys.get(key)
-        if principal is None:
+        if principal is not None:
+            return principal
+        record = self._run_time.find(key)
+        if record is None:
             raise ApiError(401, "unauthenticated", "unknown API key")
-        return principal
+        return Principal(record.tenant, Role(record.role), f"key:{record.id}")
 
     def stream_token(self, job_id: str, tenant: str) -> str:
         return make_stream_token(self._secret, job_id, tenant, self._ttl)

@@ -60,6 +60,21 @@ MESSAGES: dict[str, dict[str, Any]] = {
         "key": "the job_id (cancel) or the batch_id (pause_batch, resume_batch, cancel_batch)",
         "summary": "An instruction every worker reads.",
     },
+    "TenantPolicy": {
+        "file": "TenantPolicy.schema.json",
+        "key": "the tenant (UTF-8); a null value when its policy was removed",
+        "summary": "A tenant's weight, concurrency cap, quotas and budgets, as an admin set them.",
+    },
+    "ApiKey": {
+        "file": "ApiKey.schema.json",
+        "key": "the key's id (UTF-8); a null value (tombstone) when the key was revoked",
+        "summary": "An API key made at run time: its tenant, role and SHA-256, never the key.",
+    },
+    "TenantSpend": {
+        "file": "TenantSpend.schema.json",
+        "key": "the tenant (UTF-8)",
+        "summary": "What a tenant spent this UTC day and month, read from ClickHouse.",
+    },
     "DeadLetter": {
         "file": "DeadLetter.schema.json",
         "key": "the job_id, or the key of the record that could not be read",
@@ -120,6 +135,27 @@ def channels(settings: Settings) -> dict[str, dict[str, Any]]:
         "message": "JobState",
         "description": "The latest state of every job (compacted): a downstream table.",
         "order": "per job",
+    }
+    out["tenants"] = {
+        "address": t.tenants,
+        "message": "TenantPolicy",
+        "description": "Each tenant's policy (compacted), written by PUT /v1/admin/tenants; "
+        "every process reads all of it.",
+        "order": "one partition: the order the admin API wrote them",
+    }
+    out["keys"] = {
+        "address": t.keys,
+        "message": "ApiKey",
+        "description": "The API keys made at run time (compacted), written by the admin API; "
+        "every process reads all of it and honours a change within about a second.",
+        "order": "one partition: the order the admin API wrote them",
+    }
+    out["spend"] = {
+        "address": t.spend,
+        "message": "TenantSpend",
+        "description": "Each tenant's spend (compacted), published by the analytics part about "
+        "once a second when it changed; ingest and the workers enforce budgets with it.",
+        "order": "one partition",
     }
     return out
 

@@ -29,6 +29,8 @@ _RETRY_AFTER = {
 ERRORS: dict[int, str] = {
     400: "The body is not UTF-8 JSON (`invalid_json`), or a header is malformed.",
     401: "No API key, an unknown one, or a stream token that is invalid or for another job.",
+    402: "The tenant spent its USD budget of the day or month (`budget_exceeded`); "
+    "the message gives the figures and when it resets, `Retry-After` the seconds.",
     403: "The key's role may not do this (`forbidden`).",
     404: "No such job or batch for this key (another tenant's reads as absent).",
     405: "The path does not take this method; `Allow` lists the ones it takes.",
@@ -36,7 +38,8 @@ ERRORS: dict[int, str] = {
     413: "The body or the batch is too large (`payload_too_large`, `too_many_jobs`).",
     415: "The body's media type is not one this route reads (`unsupported_media_type`).",
     422: "A field is invalid (`invalid_request`, `too_expensive`); `field` names it.",
-    429: "Too many requests from this key (`rate_limited`); wait `Retry-After` seconds.",
+    429: "Too many requests from this key (`rate_limited`), or the tenant's jobs per minute "
+    "or tokens per day are used up (`quota_exceeded`); wait `Retry-After` seconds.",
     503: "Kafka, the job state or ClickHouse did not answer in time; retry after `Retry-After`.",
 }
 
@@ -54,7 +57,7 @@ def error_responses(*codes: int, explicit: bool = False) -> dict[int | str, dict
     for code in codes:
         entry: dict[str, Any] = {"description": ERRORS[code]}
         entry |= {"content": ERROR_CONTENT} if explicit else {"model": ErrorBody}
-        if code in (429, 503):
+        if code in (402, 429, 503):
             entry["headers"] = _RETRY_AFTER
         out[code] = entry
     return out

@@ -79,9 +79,14 @@ class Prices:
 
     def estimate_usd(self, model: str, req: JobRequest, default_max_tokens: int) -> float:
         """An upper estimate before the job runs: the prompt's tokens, ``max_tokens`` out."""
-        chars = sum(len(m.content) for m in req.chat_messages())
-        prompt = math.ceil(chars / CHARS_PER_TOKEN)
+        prompt = prompt_tokens(req)
         return self.cost_usd(model, prompt, req.max_tokens or default_max_tokens)
+
+
+def prompt_tokens(req: JobRequest) -> int:
+    """The prompt's tokens as estimated before a provider counts them: characters / 4,
+    rounded up (admission, budgets and the rate limiter's reservations all use it)."""
+    return math.ceil(sum(len(m.content) for m in req.chat_messages()) / CHARS_PER_TOKEN)
 
 
 def load_prices(path: Path | None = None) -> Prices:

@@ -19,8 +19,10 @@ from services.core.http import ReadinessCheck
 from services.core.kafka import Admin, KafkaClients, Producer
 from services.core.kafka.probe import Probe
 from services.core.prices import Prices
+from services.core.quotas import TenantRates
 from services.core.settings import Settings
 from services.core.state_client import StateClient
+from services.core.tenancy import KeyRing, SpendBook, TenantPolicies
 
 
 @dataclass
@@ -35,6 +37,14 @@ class Runtime:
     prices: Prices
     kafka: Probe
     """Whether Kafka answers, checked in the background: ``/readyz`` and submissions read it."""
+    tenants: TenantPolicies = field(default_factory=TenantPolicies)
+    """Each tenant's policy (weight, caps, quotas), followed from ``tokenrelay.tenants``."""
+    keys: KeyRing = field(default_factory=KeyRing)
+    """The API keys made at run time, followed from ``tokenrelay.keys``."""
+    spend: SpendBook = field(default_factory=SpendBook)
+    """What each tenant spent today and this month, followed from ``tokenrelay.spend``."""
+    rates: TenantRates = field(default_factory=TenantRates)
+    """Each tenant's jobs per minute in this process (``rpm``)."""
 
 
 @dataclass

@@ -317,6 +317,14 @@ class WorkerSettings(BaseModel):
     priority_aging_s: float = Field(
         default=60.0, gt=0, description="A job queued longer runs before fresher urgent work."
     )
+    worker_readahead: int = Field(
+        default=2000,
+        ge=0,
+        description="Jobs of one priority a worker may fetch ahead of its slots while fewer "
+        "than `TOKENRELAY_WORKER_CONCURRENCY` more important jobs wait, so tenants can take "
+        "turns past one tenant's backlog; each holds its command (prompt included) in memory "
+        "and its offset open.",
+    )
     retry_base_s: float = Field(
         default=1.0,
         ge=0,
@@ -517,6 +525,9 @@ class Topics:
         self.tokens = f"{prefix}.tokens"
         self.lifecycle = f"{prefix}.lifecycle"
         self.job_state = f"{prefix}.job-state"
+        self.tenants = f"{prefix}.tenants"
+        self.keys = f"{prefix}.keys"
+        self.spend = f"{prefix}.spend"
 
     def jobs_by_priority(self) -> list[str]:
         """Job topics, highest priority first."""

@@ -23,6 +23,11 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         # sit on the partition number of its tokens, which the job state names.
         TopicSpec(t.lifecycle, n, rf, {**isr, "retention.ms": str(settings.tokens_retention_ms)}),
         TopicSpec(t.job_state, n, rf, {**isr, "cleanup.policy": "compact"}),
+        # A record per tenant and per run-time key, read whole by every process: one
+        # partition keeps them in the order the admin API wrote them.
+        TopicSpec(t.tenants, 1, rf, {**isr, "cleanup.policy": "compact"}),
+        TopicSpec(t.keys, 1, rf, {**isr, "cleanup.policy": "compact"}),
+        TopicSpec(t.spend, 1, rf, {**isr, "cleanup.policy": "compact"}),
     ]
     return specs
 

@@ -230,6 +230,7 @@ FAILED_STATUS = {
     ErrorKind.INVALID_OUTPUT: 502,
     ErrorKind.INVALID_COMMAND: 500,
     ErrorKind.INTERNAL: 500,
+    ErrorKind.BUDGET: 402,
 }
 """A failed job's status: the provider's refusal of the client's request is the client's 400;
 the provider's other failures are a bad gateway (its credentials are not the client's)."""

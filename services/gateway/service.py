@@ -19,6 +19,7 @@ from services.gateway.lean_events import lean_events_route
 from services.gateway.replay import ReplayReaders
 from services.gateway.router import make_router
 from services.gateway.state_routes import make_state_router
+from services.gateway.tenant_routes import make_tenant_router
 from services.gateway.ui import ui_routes
 from services.gateway.watch import Watches
 
@@ -40,6 +41,7 @@ def create(rt: Runtime) -> ServicePart:
     router.include_router(make_router(rt, watches))
     router.include_router(make_state_router(rt))
     router.include_router(make_console_router(rt))
+    router.include_router(make_tenant_router(rt))
 
     async def start() -> None:
         install_quiet_cut_offs()

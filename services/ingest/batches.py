@@ -27,6 +27,7 @@ from schemas.api import BatchAccepted, BatchInstruction
 from schemas.control import CancelBatch, Control, PauseBatch, ResumeBatch
 from schemas.jobs import JobRequest
 from services.core import tracing
+from services.core.acceptor import admit
 from services.core.access import Caller
 from services.core.auth import Principal
 from services.core.errors import ApiError
@@ -105,7 +106,7 @@ def _add_submit_route(
         response_model=BatchAccepted,
         responses={
             202: {"links": batch_links()},
-            **error_responses(400, 401, 413, 415, 422, 503),
+            **error_responses(400, 401, 402, 413, 415, 422, 429, 503),
         },
     )
     async def submit_batch(
@@ -130,6 +131,7 @@ def _add_submit_route(
         subs = await asyncio.to_thread(
             parse_batch, body, request.headers.get("content-type"), settings.batch_max_jobs, build
         )
+        admit(rt, who.tenant, len(subs))
         attributes: dict[str, str | int] = {
             "tokenrelay.batch_id": batch_id,
             "tokenrelay.jobs": len(subs),

@@ -56,7 +56,7 @@ def make_router(rt: Runtime) -> tuple[APIRouter, list[BaseRoute]]:
         response_model=JobAccepted,
         responses={
             202: {"links": job_links("/job_id")},
-            **error_responses(400, 401, 409, 413, 415, 422, 503),
+            **error_responses(400, 401, 402, 409, 413, 415, 422, 429, 503),
         },
     )
     async def submit_job(

@@ -31,6 +31,7 @@ from schemas.jobs import ResponseFormat
 from services.core.ids import now_us
 from services.core.prices import Prices
 from services.core.stats import percentile
+from services.worker.budget import BudgetMeter
 from services.worker.events import AttemptEvents
 from services.worker.providers.base import Provider, ProviderError
 
@@ -62,6 +63,10 @@ def _parse_json(content: str) -> Any:
         ) from exc
 
 
+class _BudgetSpentError(Exception):
+    """The next token would take the job past its tenant's budget."""
+
+
 @dataclass
 class _Progress:
     parts: list[str] = field(default_factory=list)
@@ -73,12 +78,21 @@ class _Progress:
 
 
 async def _stream(
-    command: JobCommand, provider: Provider, emit: Emit, ev: AttemptEvents, out: _Progress
+    command: JobCommand,
+    provider: Provider,
+    emit: Emit,
+    ev: AttemptEvents,
+    out: _Progress,
+    meter: BudgetMeter | None,
 ) -> None:
     async with asyncio.timeout(command.request.timeout_s):
         async with aclosing(provider.stream(command)) as chunks:  # type: ignore[type-var]
             async for chunk in chunks:
                 if chunk.text:
+                    if meter is not None:
+                        if not meter.admits_next():
+                            raise _BudgetSpentError
+                        meter.count()
                     now = time.monotonic()
                     if out.first is None:
                         out.first = now
@@ -116,13 +130,16 @@ async def run_attempt(
     cancel: asyncio.Event | None = None,
     cancelled_by: Callable[[], Cancel | CancelBatch | None] = lambda: None,
     prices: Prices | None = None,
+    meter: BudgetMeter | None = None,
 ) -> JobEvent:
     """Run ``command`` once through ``provider``.
 
     ``started`` and every ``token`` go to ``emit``; the terminal event is returned,
     not emitted, since the caller publishes it together with the job's offset.
     Setting ``cancel`` closes the provider's stream and ends the attempt ``cancelled``.
-    A completed attempt's cost comes from ``prices`` (0 without).
+    A completed attempt's cost comes from ``prices`` (0 without). With a ``meter``, the
+    token that would pass the tenant's budget is not sent: the attempt ends ``failed``
+    (kind ``budget``), billed for what it streamed (``budget.py``).
     """
     ev = AttemptEvents(command, worker_id)
     started_us = now_us()
@@ -135,8 +152,18 @@ async def run_attempt(
     )
     t0 = time.monotonic()
     progress = _Progress()
+    if meter is not None and not meter.admits_prompt():
+        return ev.failed(
+            ErrorKind.BUDGET,
+            f"not started: the prompt would cost more than the ${meter.may_spend} left of the "
+            "tenant's budget",
+            retryable=False,
+            tokens=0,
+            usage=Usage(prompt_tokens=0, completion_tokens=0),
+            cost_usd=0.0,
+        )
     try:
-        work = _stream(command, provider, emit, ev, progress)
+        work = _stream(command, provider, emit, ev, progress, meter)
         if await _until_cancelled(work, cancel or asyncio.Event()):
             return ev.cancelled(cancelled_by(), tokens=len(progress.parts))
         content = "".join(progress.parts)
@@ -149,6 +176,18 @@ async def run_attempt(
             f"the job ran longer than timeout_s={command.request.timeout_s}",
             retryable=True,
             tokens=len(progress.parts),
+        )
+    except _BudgetSpentError:
+        assert meter is not None
+        spent = meter.spent()
+        return ev.failed(
+            ErrorKind.BUDGET,
+            f"stopped at the tenant's budget after {meter.tokens} tokens: ${spent} spent of "
+            f"${meter.may_spend} left when the job started",
+            retryable=False,
+            tokens=len(progress.parts),
+            usage=meter.usage(),
+            cost_usd=float(spent),
         )
     except ProviderError as exc:
         return ev.failed(

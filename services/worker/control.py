@@ -180,7 +180,8 @@ class ControlListener:
             try:
                 records = await self._consumer.poll(500, 0.1)
             except KafkaError as exc:
-                log.warning("control topic: %s", exc)
+                log.warning("control topic: %s; reading again in 1s", exc)
+                await asyncio.sleep(1.0)
                 continue
             for rec in records:
                 if rec.offset + 1 >= ends.get(rec.partition, 0):

@@ -90,6 +90,8 @@ class AttemptEvents:
         retryable: bool,
         retry_after_s: float | None = None,
         tokens: int | None = None,
+        usage: Usage | None = None,
+        cost_usd: float | None = None,
     ) -> Failed:
         return Failed(
             **self._next(),
@@ -98,6 +100,8 @@ class AttemptEvents:
             retryable=retryable,
             retry_after_s=retry_after_s,
             tokens=tokens,
+            usage=usage,
+            cost_usd=cost_usd,
         )
 
     def cancelled(self, cancel: Cancel | CancelBatch | None, tokens: int = 0) -> Cancelled:

@@ -12,6 +12,17 @@ between two refreshes, and N workers draw the limit once, not N times.
 Each partition counts one more than its backlog, so an idle fleet splits the
 budget by partitions owned, and a worker that just got work is never at zero.
 Pure ``share``; ``FleetShare`` polls the broker every ``REFRESH_S``.
+
+A tenant's concurrency cap (``max_concurrency``, fleet-wide) is split by
+``local_cap``: by partitions owned, with no broker read. A tenant's jobs are
+keyed by job id, so they spread over every partition, and a worker owning a
+fraction f of the partitions sees about f of them; it runs at most
+``ceil(cap * f)`` at once. What holds: on one worker the cap is exact; with N
+workers between rebalances the fleet runs at most ``cap + N - 1`` of the
+tenant's jobs (each worker rounds up, and gets at least one). What does not:
+the cap can be under-used when the tenant's waiting jobs sit unevenly — few
+jobs, or a priority whose partitions all went to one worker — since a worker
+never borrows another's unused part.
 """
 
 from __future__ import annotations
@@ -44,6 +55,14 @@ def share(owned: Collection[Partition], backlog: Mapping[Partition, int]) -> flo
     total = sum(backlog.values()) + len(backlog)
     mine = sum(backlog[tp] + 1 for tp in owned if tp in backlog)
     return mine / total
+
+
+def local_cap(cap: int, owned: int, total: int) -> int:
+    """This worker's part of a fleet-wide cap: ``ceil(cap * owned / total)``,
+    at least 1 while it owns any (and ``cap`` when ``total`` is unknown)."""
+    if total <= 0:
+        return cap
+    return -(-cap * min(owned, total) // total)
 
 
 class FleetShare:

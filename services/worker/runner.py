@@ -3,10 +3,16 @@
 One consumer in the group ``workers`` reads the four job topics and the retry
 topic. Fetched commands wait in a ``ReadyQueue`` (retries first wait in a
 ``DelayQueue`` until their ``not_before``, holding no slot); whenever a slot is
-free the most important one starts (``scheduling``). Topics whose priority has
-enough buffered work above it are paused, so an urgent job is fetched the
-moment it lands while lows wait in Kafka. The loop polls every 50 ms whatever
-runs, so a 30-minute stream never costs the consumer its place in the group.
+free the most important one starts, the tenants of a priority taking turns by
+weight, and a tenant at its concurrency cap waiting (``scheduling``; the
+tenants' weights and caps are read from ``TenantPolicies`` at each start, and
+a fleet-wide cap is split by partitions owned, ``fleet_share.local_cap``).
+Topics whose priority has enough buffered work above it are paused, so an
+urgent job is fetched the moment it lands while lows wait in Kafka; a priority
+with nothing better waiting reads ahead up to ``TOKENRELAY_WORKER_READAHEAD``
+jobs, so one tenant's backlog does not hide another's jobs behind it. The loop
+polls every 50 ms whatever runs, so a 30-minute stream never costs the
+consumer its place in the group.
 
 A job's life here: rate-limit budget → start mark committed (``committer.sync``)
 → ``started`` and tokens on the idempotent producer → every token confirmed →
@@ -30,8 +36,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry import trace
@@ -64,15 +72,18 @@ from services.core.metrics import (
     RATE_LIMIT_WAIT,
     TOKENS_PRODUCED,
 )
-from services.core.prices import Prices, load_prices
+from services.core.prices import Prices, load_prices, prompt_tokens
+from services.core.quotas import remaining_usd
 from services.core.serde import decode, encode
 from services.core.settings import Settings
+from services.core.tenancy import SpendBook, TenantPolicies, utc_day
 from services.core.tracing import Headers
 from services.worker.attempt import queue_since_us, run_attempt
+from services.worker.budget import BudgetMeter, Unabsorbed, meter_for
 from services.worker.committer import Committer, NotOwnedError
 from services.worker.control import Action, ControlListener, ControlRegistry
 from services.worker.events import AttemptEvents, unreadable_command
-from services.worker.fleet_share import FleetShare
+from services.worker.fleet_share import FleetShare, local_cap
 from services.worker.offsets import OffsetLedger
 from services.worker.providers.base import Provider
 from services.worker.rate_limit import RateLimiter
@@ -106,6 +117,7 @@ class WorkerRunner:
         providers: dict[str, Provider],
         prices: Prices | None = None,
         clients: KafkaClients | None = None,
+        tenants: TenantPolicies | None = None,
     ) -> None:
         clients = clients or KafkaClients.of(settings)
         self.settings = settings
@@ -114,6 +126,8 @@ class WorkerRunner:
         self.prices = prices or load_prices(settings.prices)
         self.topics = settings.topics
         self.concurrency = settings.worker_concurrency
+        self.readahead = settings.worker_readahead
+        self.tenants = tenants if tenants is not None else TenantPolicies()
         self.joined = asyncio.Event()
         self.ledger = OffsetLedger()
         self.ready: ReadyQueue[Job] = ReadyQueue(settings.priority_aging_s)
@@ -123,6 +137,8 @@ class WorkerRunner:
         self._reviewed = self.controls.version
         self.limiter = RateLimiter(settings.model_limits, share=None)
         subscribed = [*self.topics.jobs_by_priority(), self.topics.retry]
+        self._partitions = len(subscribed) * settings.topic_partitions
+        """Every partition the group shares, for splitting a tenant's fleet-wide cap."""
         # Only a worker with budgets to share reads the group's backlog.
         self.fleet_share = (
             FleetShare(
@@ -154,9 +170,17 @@ class WorkerRunner:
         self.committer = Committer(self._txn, self.ledger, self._consumer.group_metadata)
         self._paused: set[TopicPartition] = set()
         self._running: dict[asyncio.Task[None], Job] = {}
+        self._per_tenant: Counter[str] = Counter()
+        """Jobs holding a slot, by tenant: what a tenant's cap is checked against."""
         self._settling: set[asyncio.Task[None]] = set()
         """Tasks that only settle a cancelled job: they hold no slot."""
         self._side: set[asyncio.Task[None]] = set()
+        self.spend = SpendBook()
+        """What each tenant has spent (``tokenrelay.spend``): the budgets' mid-stream stops."""
+        self._meters: dict[str, list[BudgetMeter]] = {}
+        """The running attempts' budget meters, by tenant."""
+        self._ended = Unabsorbed()
+        """Costs of budgeted jobs that ended here, until ``spend`` shows them."""
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._share_task: asyncio.Task[None] | None = None
@@ -265,24 +289,45 @@ class WorkerRunner:
     async def _loop(self) -> None:
         while not self._stopping:
             await self._apply_pauses()
-            room = max(1, min(100, self.concurrency - len(self.ready)))
+            room = self.ready.fetch_room(self.concurrency, self.readahead, self._below_cap())
+            room = max(1, min(100, room))
             for record in await self._consumer.poll(max_records=room, timeout=POLL_S):
                 self._intake(record)
             now = now_us()
             for due in self.delayed.due(now):
                 self._enqueue(due)
             self._review_controls()
-            while self._busy_slots() < self.concurrency and (job := self.ready.pop(now)):
-                if self.controls.action(job.command) is Action.HOLD:
-                    self._hold(job)
-                else:
-                    self._launch(job)
+            self._start_ready(now)
         await self._apply_pauses()
+
+    def _start_ready(self, now: int) -> None:
+        """Fill the free slots from the ready queue, each tenant below its cap."""
+        may_start = self._below_cap()
+        while self._busy_slots() < self.concurrency and (
+            job := self.ready.pop(now, may_start=may_start, weight=self.tenants.weight)
+        ):
+            if self.controls.action(job.command) is Action.HOLD:
+                self._hold(job)
+            else:
+                self._launch(job)
+
+    def _below_cap(self) -> Callable[[str], bool]:
+        """Whether a tenant may start one more job here: its fleet-wide cap, split by the
+        partitions this worker owns, above what it runs here now."""
+        owned = len(self.ledger.owned())
+
+        def may_start(tenant: str) -> bool:
+            cap = self.tenants.max_concurrency(tenant)
+            if cap is None:
+                return True
+            return self._per_tenant[tenant] < local_cap(cap, owned, self._partitions)
+
+        return may_start
 
     def _wanted_paused(self) -> set[TopicPartition]:
         if self._stopping:
             return self.ledger.owned()
-        fetchable = self.ready.fetchable(self.concurrency)
+        fetchable = self.ready.fetchable(self.concurrency, self.readahead, self._below_cap())
         out = set()
         for tp in self.ledger.owned():
             priority = self._priority_of.get(tp[0])
@@ -331,7 +376,7 @@ class WorkerRunner:
         elif action is Action.HOLD:
             self._hold(job)
         else:
-            self.ready.push(job, job.priority, queue_since_us(job.command))
+            self.ready.push(job, job.priority, queue_since_us(job.command), job.command.tenant)
 
     def _hold(self, job: Job) -> None:
         assert job.command.batch_id is not None
@@ -370,7 +415,9 @@ class WorkerRunner:
     def _launch(self, job: Job, *, slot: bool = True) -> None:
         task = asyncio.create_task(self._run_job(job), name=f"job {job.command.job_id}")
         self._running[task] = job
-        if not slot:
+        if slot:
+            self._per_tenant[job.command.tenant] += 1
+        else:
             self._settling.add(task)
         task.add_done_callback(self._finished)
 
@@ -378,8 +425,13 @@ class WorkerRunner:
         return len(self._running) - len(self._settling)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._running.pop(task, None)
-        self._settling.discard(task)
+        job = self._running.pop(task, None)
+        if task in self._settling:
+            self._settling.discard(task)
+        elif job is not None:
+            self._per_tenant[job.command.tenant] -= 1
+            if not self._per_tenant[job.command.tenant]:
+                del self._per_tenant[job.command.tenant]
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("job task failed", exc_info=exc)
 
@@ -488,6 +540,7 @@ class WorkerRunner:
                 await self.producer.produce(topics.lifecycle, job_id, value, headers=copy)
             )
 
+        meter = self._budget_meter(command)
         watch = self.controls.watch(command)
         JOBS_RUNNING.inc()
         try:
@@ -499,12 +552,39 @@ class WorkerRunner:
                 watch.event,
                 lambda: self.controls.cancel_for(command),
                 self.prices,
+                meter,
             )
             await asyncio.gather(*deliveries)
         finally:
             self.controls.unwatch(watch)
+            if meter is not None:
+                running = self._meters[command.tenant]
+                running.remove(meter)
+                if not running:
+                    del self._meters[command.tenant]
             JOBS_RUNNING.dec()
+        if meter is not None:
+            cost = getattr(terminal, "cost_usd", None)
+            _, month = utc_day(now_us())
+            spent = self.spend.spent(command.tenant, now_us())
+            self._ended.add(command.tenant, Decimal(repr(cost or 0.0)), spent.usd_month, month)
         return terminal
+
+    def _budget_meter(self, command: JobCommand) -> BudgetMeter | None:
+        """What this attempt may spend of its tenant's budget (``budget.py``), or None."""
+        tenant = command.tenant
+        limits = self.tenants.limits(tenant)
+        if limits.budget_usd_per_day is None and limits.budget_usd_per_month is None:
+            return None
+        now = now_us()
+        spent = self.spend.spent(tenant, now)
+        running = self._meters.setdefault(tenant, [])
+        others = sum((m.spent() for m in running), Decimal(0))
+        others += self._ended.pending(tenant, spent.usd_month, utc_day(now)[1])
+        meter = meter_for(command, remaining_usd(limits, spent), others, self.prices)
+        if meter is not None:
+            running.append(meter)
+        return meter
 
     async def _dead_letter_poison(self, record: Record, exc: DecodeError) -> None:
         POISON_RECORDS.labels(record.topic).inc()
@@ -535,5 +615,4 @@ class WorkerRunner:
 
 def _estimated_tokens(command: JobCommand) -> int:
     """Prompt characters / 4 plus ``max_tokens``: the reservation against a token budget."""
-    chars = sum(len(m.content) for m in command.request.chat_messages())
-    return chars // 4 + (command.request.max_tokens or 0)
+    return prompt_tokens(command.request) + (command.request.max_tokens or 0)

@@ -8,7 +8,10 @@ from services.worker.runner import WorkerRunner
 
 
 def create(rt: Runtime) -> ServicePart:
-    runner = WorkerRunner(rt.settings, rt.producer, make_providers(rt.settings), rt.prices)
+    runner = WorkerRunner(
+        rt.settings, rt.producer, make_providers(rt.settings), rt.prices, tenants=rt.tenants
+    )
+    runner.spend = rt.spend  # followed by the process (serve.tenancy_part)
 
     async def ready() -> str | None:
         return runner.ready_reason()

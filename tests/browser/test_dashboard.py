@@ -304,10 +304,19 @@ def test_overview_queues_analytics_and_dead_letters_show_real_data(stack: Stack,
     job_id = stack.submit(ADMIN, max_tokens=20)
     stack.ended(job_id, ADMIN)
     poison(stack.settings)
+    with stack.api() as client:
+        policy = {"tokens_per_day": 100_000, "budget_usd_per_day": 25}
+        assert client.put("/v1/admin/tenants/alice", json=policy, headers=ADMIN).is_success
     page = tab.page
     page.goto(sign_in_link(stack, "/ui", key="key-admin"))
     page.locator("#overview-cards .card").first.wait_for()
     page.locator("#overview-queues td", has_text="normal").wait_for()
+    # an admin sees each tenant with a policy against its limits, as bars where one is set
+    alice = page.locator('#overview-usage tr[data-tenant="alice"]')
+    alice.first.wait_for()
+    assert alice.filter(has_text="Tokens today").filter(has_text="100,000").count() == 1
+    assert alice.locator('[role="progressbar"]').count() == 2  # USD today, tokens today
+    assert page.locator('#overview-usage tr[data-tenant="ops"]').count() == 3
     shoot(stack, tab, "overview")
 
     page.get_by_role("link", name="Queues").click()

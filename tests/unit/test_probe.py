@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 
-from services.core.errors import KafkaUnavailableError
-from services.core.kafka.probe import Probe
+import confluent_kafka as ck
+
+from services.core.errors import KafkaError, KafkaUnavailableError
+from services.core.kafka.probe import Probe, workers_in_group
 
 
 class Client:
@@ -83,3 +85,28 @@ async def test_a_broken_client_is_renewed_once_per_interval_and_a_failed_renew_s
     assert renewals == [1]  # within RENEW_EVERY_S of the first
     client.broken = ""
     assert await probe.check_now() is None
+
+
+class GroupReader:
+    """An admin whose group reads answer from a script: a count, or a librdkafka error code."""
+
+    def __init__(self, *answers: int | KafkaError) -> None:
+        self.answers = list(answers)
+
+    async def group_member_count(self, group: str, timeout: float = 5.0) -> int:
+        answer = self.answers.pop(0)
+        if isinstance(answer, KafkaError):
+            raise answer
+        return answer
+
+
+async def test_a_partial_answer_about_the_workers_keeps_the_last_one() -> None:
+    partial = KafkaError("list groups: some brokers did not answer", code=ck.KafkaError._PARTIAL)
+    down = KafkaError("no broker answered", code=ck.KafkaError._TRANSPORT)
+    admin = GroupReader(2, partial, 0, partial, down)
+    probe = Probe("workers", workers_in_group(admin, "g"))  # type: ignore[arg-type]
+    assert await probe.check_now() is None
+    assert await probe.check_now() is None and not probe.unreachable  # one broker was down
+    assert await probe.check_now() == "workers: no worker in group 'g'"
+    assert await probe.check_now() == "workers: no worker in group 'g'"
+    assert (await probe.check_now() or "").startswith("workers: unreachable")

@@ -21,6 +21,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import confluent_kafka as ck
+
 from services.core.errors import KafkaError
 from services.core.kafka.admin import Admin
 
@@ -135,10 +137,22 @@ def kafka_answers(admin: Admin, expected_topics: set[str]) -> Check:
 
 
 def workers_in_group(admin: Admin, group: str) -> Check:
-    """Jobs can run only while some worker is in the workers' group."""
+    """Jobs can run only while some worker is in the workers' group.
+
+    The group is read from every broker (``groups.py``); when one of several does
+    not answer (``_PARTIAL``: a broker down, the group's coordinator elsewhere), the
+    last answer stands rather than a healthy group reading as unreachable.
+    """
+    last: list[str | None] = [f"no answer yet about group {group!r}"]
 
     async def check() -> str | None:
-        members = await admin.group_member_count(group, timeout=2.0)
-        return None if members else f"no worker in group {group!r}"
+        try:
+            members = await admin.group_member_count(group, timeout=2.0)
+        except KafkaError as exc:
+            if exc.code == ck.KafkaError._PARTIAL:
+                return last[0]
+            raise
+        last[0] = None if members else f"no worker in group {group!r}"
+        return last[0]
 
     return check

@@ -81,7 +81,7 @@ class Producer:
         self,
         topic: str,
         key: str | bytes | None,
-        value: bytes,
+        value: bytes | None,
         *,
         partition: int | None = None,
         headers: list[tuple[str, bytes]] | None = None,
@@ -148,7 +148,7 @@ class Producer:
         self,
         topic: str,
         key: str | bytes | None,
-        value: bytes,
+        value: bytes | None,
         headers: list[tuple[str, bytes]] | None,
         on_delivery: Callable[[ck.KafkaError | None, ck.Message], None],
         partition: int | None = None,
@@ -178,7 +178,7 @@ class Producer:
             self._wake_scheduled = True
             self._loop.call_soon_threadsafe(self._settle_all)
 
-    async def send(self, topic: str, key: str | bytes | None, value: bytes) -> Delivered:
+    async def send(self, topic: str, key: str | bytes | None, value: bytes | None) -> Delivered:
         """Produce one record and wait until the brokers acknowledged it."""
         return await (await self.produce(topic, key, value))
 

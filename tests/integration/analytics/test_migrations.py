@@ -26,6 +26,7 @@ TABLES = {
     "latency_hourly_mv",
     "throughput_minutely",
     "throughput_minutely_mv",
+    "cost_replays",
 }
 
 

@@ -29,7 +29,9 @@ function minuteLabel(t) {
 export function overview(view) {
   const cards = h("div", { class: "cards", id: "overview-cards" });
   const queues = h("div", { id: "overview-queues" });
-  view.replaceChildren(h("h1", {}, "Overview"), cards, h("h2", {}, "Queues"), queues);
+  const limits = h("div", { id: "overview-usage" });
+  view.replaceChildren(h("h1", {}, "Overview"), cards, h("h2", {}, "Queues"), queues,
+    h("h2", {}, "Usage against limits (UTC)"), limits);
   let flow = { rows: [], cost: null };
   const stopAnalytics = every(10000, async () => {
     const [tp, cost] = await Promise.all([
@@ -37,6 +39,7 @@ export function overview(view) {
       api(`/v1/analytics/cost?group_by=day&since=${encodeURIComponent(todayIso())}`),
     ]);
     flow = { rows: tp.rows, cost: cost.rows.reduce((s, r) => s + Number(r.cost_usd), 0) };
+    limits.replaceChildren(usageTable(await tenantUsages()));
   });
   const stopLive = every(2000, async () => {
     const [q, failed] = await Promise.all([
@@ -59,6 +62,40 @@ export function overview(view) {
     queues.replaceChildren(queueTable(q.queues));
   });
   return () => { stopAnalytics(); stopLive(); };
+}
+
+// A user sees its own tenant; an admin every tenant with a policy (and its own).
+async function tenantUsages() {
+  const names = new Set([session.me.tenant]);
+  if (session.me.role === "admin") {
+    (await api("/v1/admin/tenants")).tenants.forEach((t) => names.add(t.tenant));
+  }
+  return Promise.all([...names].sort().map((t) => api(`/v1/tenants/${encodeURIComponent(t)}/usage`)));
+}
+
+const USAGE_ROWS = [
+  ["USD today", "usd_day", "budget_usd_per_day", usd],
+  ["USD this month", "usd_month", "budget_usd_per_month", usd],
+  ["Tokens today", "tokens_day", "tokens_per_day", fmt],
+];
+
+function usageTable(usages) {
+  const rows = [];
+  for (const u of usages) {
+    for (const [what, key, limitKey, show] of USAGE_ROWS) {
+      const limit = u.limits[limitKey];
+      const spent = u.spent[key];
+      const pct = limit == null ? null
+        : limit === 0 ? 100 : Math.min(100, Math.round((spent / limit) * 1000) / 10);
+      rows.push(h("tr", { "data-tenant": u.tenant },
+        h("td", {}, u.tenant), h("td", {}, what), h("td", {}, show(spent)),
+        h("td", {}, limit == null ? "no limit" : show(limit)),
+        h("td", {}, pct == null ? "" : h("div", { class: "bar", role: "progressbar",
+          "aria-label": `${u.tenant} ${what} of its limit`, "aria-valuemin": 0,
+          "aria-valuemax": 100, "aria-valuenow": pct }, fill(pct)))));
+    }
+  }
+  return table(["Tenant", "What", "Spent", "Limit", "Of the limit"], rows);
 }
 
 function queueTable(queues) {
