@@ -6,7 +6,7 @@ process (ingest, gateway, a worker, analytics on a throwaway chDB), the fake
 provider at 500 tokens/s, a price of $0.001 a token in and out. For each
 scenario a fresh tenant gets a daily budget of $0.05 and submits jobs of up to
 2,000 tokens; the run ends when every job ended and the tenant's spend on
-``GET /v1/tenants/{t}/usage`` stopped moving. Prints the recorded spend, the
+``GET /v1/tenants/{t}/usage`` shows what their terminal events billed. Prints the spend, the
 budget, and the overshoot (spend - budget; ≤ 0 is within it):
 
 * ``one job``: a single long job, stopped at the cap;
@@ -75,36 +75,38 @@ async def submit(client: httpx.AsyncClient, key: dict[str, str]) -> str | None:
     return job_id
 
 
-async def settled_spend(client: httpx.AsyncClient, name: str, key: dict[str, str]) -> Decimal:
-    """The tenant's spend once it stopped changing for 3 s (the spend topic's figure)."""
-    last, since = None, time.monotonic()
-    while time.monotonic() - since < 3:
+async def recorded_spend(
+    client: httpx.AsyncClient, name: str, key: dict[str, str], billed: Decimal
+) -> Decimal:
+    """The tenant's spend on ``/usage`` (``tokenrelay.spend``) once it shows what the jobs'
+    terminal events billed, or whatever it shows after 30 s."""
+    give_up = time.monotonic() + 30
+    while True:
         usage = (await client.get(f"/v1/tenants/{name}/usage", headers=key)).json()
-        now = Decimal(repr(usage["spent"]["usd_day"]))
-        if now != last:
-            last, since = now, time.monotonic()
+        shown = Decimal(repr(usage["spent"]["usd_day"]))
+        if shown == billed or time.monotonic() > give_up:
+            return shown
         await asyncio.sleep(0.2)
-    assert last is not None
-    return last
 
 
 async def scenario(base: str, name: str, jobs: int, concurrent: bool) -> tuple[int, Decimal]:
     async with httpx.AsyncClient(base_url=base, timeout=60) as client:
         key = await tenant(client, f"{name}-{uuid.uuid4().hex[:6]}")
         tenant_name = (await client.get("/v1/me", headers=key)).json()["tenant"]
-        ran = 0
+        ends: list[dict[str, Any]] = []
         if concurrent:
             ids = [i for i in [await submit(client, key) for _ in range(jobs)] if i]
-            await asyncio.gather(*(ended(client, key, i) for i in ids))
-            ran = len(ids)
+            ends = list(await asyncio.gather(*(ended(client, key, i) for i in ids)))
         else:
             for _ in range(jobs):
                 job_id = await submit(client, key)
                 if job_id is None:
                     break
-                await ended(client, key, job_id)
-                ran += 1
-        return ran, await settled_spend(client, tenant_name, key)
+                ends.append(await ended(client, key, job_id))
+        billed = sum((Decimal(repr(e.get("cost_usd") or 0.0)) for e in ends), Decimal(0))
+        each = ", ".join(f"{e.get('tokens')}" for e in ends)
+        console.print(f"  tokens of each job: {each}")
+        return len(ends), await recorded_spend(client, tenant_name, key, billed)
 
 
 def main() -> None:

@@ -2,29 +2,29 @@
 
 When an attempt starts, the worker takes what its tenant may still spend (the
 smaller of what is left of its day's and month's budget, from
-``tokenrelay.spend``) less what this worker's other running jobs of the tenant
-have spent so far. The attempt meters its cost as tokens arrive: the prompt's
-(estimated at characters / 4, as admission does, since a provider reports usage
-only at the end) plus each completion token at the model's price. A job whose
-prompt alone would pass it is not sent to the provider (it ends ``failed``,
-``budget``, costing nothing). The token
-that would take it past what it may spend is not sent: the attempt ends
-``failed`` with kind ``budget``, its tokens so far kept and billed, so its cost
-never exceeds the budget.
+``tokenrelay.spend``). The attempt meters its cost as tokens arrive: the
+prompt's (estimated at characters / 4, as admission does, since a provider
+reports usage only at the end) plus each completion token at the model's
+price, and at each token it also counts what the tenant's other jobs on this
+worker have spent meanwhile, running or ended. A job whose prompt alone would
+pass the budget is not sent to the provider (it ends ``failed``, ``budget``,
+costing nothing). The token that would pass it is not sent: the attempt ends
+``failed`` with kind ``budget``, its tokens so far kept and billed.
 
 A job that ended here keeps counting (``Unabsorbed``) until the tenant's spend
 on ``tokenrelay.spend`` has grown by its cost since it ended: a second or two
 later, when its row reached ClickHouse and the figure came back. So jobs of a
 tenant run one after another on a worker never pass its budget.
 
-What is not exact: jobs of one tenant running on different workers at once each
-see the budget as it was when they started, less nothing of each other, so
-together they can pass it by what they spend meanwhile. One job alone, or one
-worker's jobs, stop at the cap.
+What is not exact: jobs of one tenant running at once on different workers see
+each other's spend only once it reaches ``tokenrelay.spend``, so together they
+can pass the budget by what they spend meanwhile. One worker's jobs, one at a
+time or at once, stop at the cap.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -33,14 +33,24 @@ from schemas.events import Usage
 from services.core.prices import Prices, prompt_tokens
 
 
+def _nothing() -> Decimal:
+    return Decimal(0)
+
+
 @dataclass
 class BudgetMeter:
-    """What one attempt may spend and what it has spent."""
+    """What one attempt may spend and what it has spent.
+
+    ``may_spend`` is what the tenant had left when the attempt started; ``others``
+    says, at each token, what the tenant's other jobs on this worker have spent or
+    ended with since (so concurrent jobs of one tenant on one worker share the rest).
+    """
 
     model: str
     may_spend: Decimal
     prompt_tokens: int
     prices: Prices
+    others: Callable[[], Decimal] = _nothing
     tokens: int = 0
 
     def cost(self, completion_tokens: int) -> Decimal:
@@ -48,11 +58,11 @@ class BudgetMeter:
 
     def admits_prompt(self) -> bool:
         """Whether the prompt alone fits: if not, the provider is not called at all."""
-        return self.cost(0) <= self.may_spend
+        return self.cost(0) + self.others() <= self.may_spend
 
     def admits_next(self) -> bool:
-        """Whether one more completion token keeps the attempt within what it may spend."""
-        return self.cost(self.tokens + 1) <= self.may_spend
+        """Whether one more completion token keeps the tenant within what it may spend."""
+        return self.cost(self.tokens + 1) + self.others() <= self.may_spend
 
     def count(self) -> None:
         self.tokens += 1
@@ -65,13 +75,16 @@ class BudgetMeter:
 
 
 def meter_for(
-    command: JobCommand, remaining_usd: float | None, others_spent: Decimal, prices: Prices
+    command: JobCommand,
+    remaining_usd: float | None,
+    prices: Prices,
+    others: Callable[[], Decimal] = _nothing,
 ) -> BudgetMeter | None:
     """The attempt's meter, or None when its tenant has no budget."""
     if remaining_usd is None:
         return None
-    may_spend = max(Decimal(0), Decimal(repr(remaining_usd)) - others_spent)
-    return BudgetMeter(command.model, may_spend, prompt_tokens(command.request), prices)
+    may_spend = max(Decimal(0), Decimal(repr(remaining_usd)))
+    return BudgetMeter(command.model, may_spend, prompt_tokens(command.request), prices, others)
 
 
 @dataclass

@@ -577,11 +577,19 @@ class WorkerRunner:
         if limits.budget_usd_per_day is None and limits.budget_usd_per_month is None:
             return None
         now = now_us()
-        spent = self.spend.spent(tenant, now)
+        month = utc_day(now)[1]
         running = self._meters.setdefault(tenant, [])
-        others = sum((m.spent() for m in running), Decimal(0))
-        others += self._ended.pending(tenant, spent.usd_month, utc_day(now)[1])
-        meter = meter_for(command, remaining_usd(limits, spent), others, self.prices)
+
+        def others() -> Decimal:
+            """What the tenant's other jobs here spent: running, or ended and not yet in
+            the spend figure."""
+            spent = sum((m.spent() for m in running if m is not meter), Decimal(0))
+            month_now = self.spend.spent(tenant, now_us()).usd_month
+            return spent + self._ended.pending(tenant, month_now, month)
+
+        meter = meter_for(
+            command, remaining_usd(limits, self.spend.spent(tenant, now)), self.prices, others
+        )
         if meter is not None:
             running.append(meter)
         return meter

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from decimal import Decimal
 
 from schemas.commands import JobCommand
 from schemas.events import ErrorKind, Failed, JobEvent, Token
 from services.core.prices import Price, Prices
 from services.worker.attempt import run_attempt
-from services.worker.budget import Unabsorbed, meter_for
+from services.worker.budget import BudgetMeter, Unabsorbed, meter_for
 from services.worker.providers.fake import FakeProvider
 from tests.unit.test_fake_provider import command
 
@@ -30,7 +31,7 @@ def run(
         events.append(e)
 
     async def go() -> JobEvent:
-        meter = meter_for(command, remaining, others, PRICES)
+        meter = meter_for(command, remaining, PRICES, lambda: others)
         return await run_attempt(
             command, FakeProvider(tokens_per_s=0), emit, "w1", prices=PRICES, meter=meter
         )
@@ -92,3 +93,39 @@ def test_a_new_month_forgets_what_ended_in_the_last() -> None:
     ended = Unabsorbed()
     ended.add("t", Decimal("0.03"), month_now=9.0, month="2026-12")
     assert ended.pending("t", 0.0, "2027-01") == 0
+
+
+def test_concurrent_jobs_of_a_tenant_share_what_is_left() -> None:
+    meters: list[BudgetMeter] = []
+
+    def others_of(me: list[BudgetMeter]) -> Callable[[], Decimal]:
+        return lambda: sum((m.spent() for m in meters if m not in me), Decimal(0))
+
+    async def one(command: JobCommand, out: list[JobEvent]) -> None:
+        mine: list[BudgetMeter] = []
+        meter = meter_for(command, 0.05, PRICES, others_of(mine))
+        assert meter is not None
+        mine.append(meter)
+        meters.append(meter)
+
+        async def emit(e: JobEvent) -> None:
+            out.append(e)
+
+        provider = FakeProvider(tokens_per_s=2000)
+        out.append(await run_attempt(command, provider, emit, "w1", prices=PRICES, meter=meter))
+
+    async def both() -> tuple[list[JobEvent], list[JobEvent]]:
+        a: list[JobEvent] = []
+        b: list[JobEvent] = []
+        await asyncio.gather(
+            one(command_for("abcdefgh", max_tokens=500), a),
+            one(command_for("abcdefgh", max_tokens=500), b),
+        )
+        return a, b
+
+    a, b = asyncio.run(both())
+    ends = [a[-1], b[-1]]
+    assert all(isinstance(e, Failed) and e.error_kind is ErrorKind.BUDGET for e in ends)
+    total = sum(Decimal(repr(e.cost_usd)) for e in ends if isinstance(e, Failed) and e.cost_usd)
+    assert Decimal("0.048") < total <= Decimal("0.05")  # together, within one token of the cap
+    assert all(isinstance(e, Failed) and (e.tokens or 0) > 5 for e in ends)  # both ran
