@@ -77,6 +77,9 @@ class ApiKeyRecord(BaseModel):
     role: Literal["admin", "user"]
     sha256: str = Field(pattern=r"^[a-f0-9]{64}$", description="SHA-256 of the key, hex.")
     name: str | None = Field(default=None, max_length=200, description="What it is for.")
+    rpm: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="Jobs the key may submit per minute."
+    )
     created_at: int = Field(description="Microseconds since the Unix epoch.")
     by: str = Field(description="The admin's tenant that made it.")
 
@@ -118,6 +121,10 @@ class NewKey(BaseModel):
     tenant: str = Field(pattern=TENANT_PATTERN)
     role: Literal["admin", "user"] = "user"
     name: str | None = Field(default=None, max_length=200)
+    rpm: int | None = Field(
+        default=None, ge=1, le=10_000_000, description="Jobs the key may submit per minute, "
+        "within its tenant's limits."
+    )
 
 
 class KeyInfo(BaseModel):
@@ -127,6 +134,7 @@ class KeyInfo(BaseModel):
     tenant: str
     role: Literal["admin", "user"]
     name: str | None
+    rpm: int | None
     created_at: int
     by: str
 

@@ -129,16 +129,15 @@ def create_key(
     tenant: Annotated[str, typer.Option(help="the tenant the key acts for")],
     role: Annotated[str, typer.Option(help="user or admin")] = "user",
     name: Annotated[str | None, typer.Option(help="what the key is for")] = None,
+    rpm: Annotated[int | None, typer.Option(help="jobs it may submit per minute")] = None,
     as_json: JsonOption = False,
     url: UrlOption = None,
     api_key: KeyOption = None,
 ) -> None:
     """Make a key; it is printed this once (stdout), and stored only as its SHA-256."""
     with api_client(url, api_key) as client:
-        made = answer(
-            client.post("/v1/admin/keys", json={"tenant": tenant, "role": role, "name": name}),
-            ok=(201,),
-        )
+        body = {"tenant": tenant, "role": role, "name": name, "rpm": rpm}
+        made = answer(client.post("/v1/admin/keys", json=body), ok=(201,))
     if as_json:
         print_json(made)
         return

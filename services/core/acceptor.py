@@ -30,19 +30,25 @@ from services.core.tenancy import DEFAULT_LIMITS
 log = logging.getLogger(__name__)
 
 
-def admit(rt: Runtime, tenant: str, jobs: int = 1) -> None:
-    """Refuse a submission of ``jobs`` jobs that its tenant's budgets or quotas forbid
-    (402 or 429, ``services/core/quotas.py``); count them against its ``rpm`` if not."""
+def admit(rt: Runtime, who: Principal, jobs: int = 1) -> None:
+    """Refuse a submission of ``jobs`` jobs that its tenant's budgets or quotas, or its
+    key's ``rpm``, forbid (402, 429 or 422, ``services/core/quotas.py``); count them
+    against both ``rpm`` if not."""
+    tenant = who.tenant
     limits = rt.tenants.limits(tenant)
-    if limits.rpm is None and limits == DEFAULT_LIMITS:
+    if limits == DEFAULT_LIMITS and who.rpm is None:
         return
-    now = now_us()
-    refused = refusal(limits, rt.spend.spent(tenant, now), now)
-    if refused is None:
-        refused = rt.rates.admit(tenant, limits.rpm, jobs, time.monotonic())
+    now, clock = now_us(), time.monotonic()
+    refused = (
+        refusal(limits, rt.spend.spent(tenant, now), now)
+        or rt.rates.refusal(who.caller, who.rpm, jobs, clock, what="this key")
+        or rt.rates.refusal(f"tenant:{tenant}", limits.rpm, jobs, clock)
+    )
     if refused is not None:
         log.info("%d job(s) of %s refused: %s", jobs, tenant, refused.message)
         raise refused
+    rt.rates.take(who.caller, who.rpm, jobs, clock)
+    rt.rates.take(f"tenant:{tenant}", limits.rpm, jobs, clock)
 
 
 class Acceptor:
@@ -52,7 +58,7 @@ class Acceptor:
 
     async def _publish(self, sub: Submission, who: Principal) -> dict[str, Any]:
         rt = self.rt
-        admit(rt, who.tenant)
+        admit(rt, who)
         attributes = {"tokenrelay.job_id": sub.job_id, "tokenrelay.tenant": who.tenant}
         with tracing.TRACER.start_as_current_span(
             "submit job", kind=SpanKind.PRODUCER, attributes=attributes

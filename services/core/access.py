@@ -70,7 +70,7 @@ class Access:
         record = self._run_time.find(key)
         if record is None:
             raise ApiError(401, "unauthenticated", "unknown API key")
-        return Principal(record.tenant, Role(record.role), f"key:{record.id}")
+        return Principal(record.tenant, Role(record.role), f"key:{record.id}", record.rpm)
 
     def stream_token(self, job_id: str, tenant: str) -> str:
         return make_stream_token(self._secret, job_id, tenant, self._ttl)

@@ -30,6 +30,8 @@ class Principal:
     role: Role
     caller: str = field(default="", compare=False)
     """Who is counted against per-key limits: a hash of the API key, never the key."""
+    rpm: int | None = field(default=None, compare=False)
+    """Jobs this key may submit per minute (a run-time key's own limit), if any."""
 
     @property
     def is_admin(self) -> bool:

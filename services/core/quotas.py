@@ -124,36 +124,55 @@ def refusal(limits: TenantLimits, spent: Spent, now_us: int) -> ApiError | None:
 
 
 class TenantRates:
-    """Jobs per minute per tenant: a bucket each, rescaled when the tenant's ``rpm`` changes."""
+    """Jobs per minute per tenant (and per run-time key): a bucket each, rescaled when the
+    ``rpm`` changes. ``refusal`` looks, ``take`` counts: a submission checks every bucket
+    it is under before it takes from any."""
 
     def __init__(self) -> None:
         self._buckets: dict[str, Bucket] = {}
 
-    def admit(self, tenant: str, rpm: int | None, jobs: int, now: float) -> ApiError | None:
-        """None if ``jobs`` more jobs fit (they are counted); else a 429 with Retry-After."""
-        if rpm is None:
-            self._buckets.pop(tenant, None)
-            return None
-        bucket = self._buckets.get(tenant)
+    def _bucket(self, who: str, rpm: int, now: float) -> Bucket:
+        bucket = self._buckets.get(who)
         if bucket is None:
-            bucket = self._buckets[tenant] = Bucket.full(rpm, now)
+            bucket = self._buckets[who] = Bucket.full(rpm, now)
         elif bucket.per_minute != rpm:
             bucket.rescale(rpm, now)
+        return bucket
+
+    def refusal(
+        self, who: str, rpm: int | None, jobs: int, now: float, what: str = "the tenant"
+    ) -> ApiError | None:
+        """Why ``jobs`` more jobs of ``who`` (a tenant, or ``key:<id>``) do not fit now: a
+        429 with Retry-After, or a 422 for more than a minute's worth; None if they fit."""
+        if rpm is None:
+            self._buckets.pop(who, None)
+            return None
         if jobs > rpm:
             return ApiError(
                 422,
                 "too_many_jobs",
-                f"a batch of {jobs} jobs is more than the tenant's {rpm} jobs per minute: "
-                "split it",
+                f"a batch of {jobs} jobs is more than {what}'s {rpm} jobs per minute: split it",
                 "jobs",
             )
-        wait = bucket.wait_s(jobs, now)
+        wait = self._bucket(who, rpm, now).wait_s(jobs, now)
         if wait > 0:
             return ApiError(
                 429,
                 "quota_exceeded",
-                f"the tenant may submit {rpm} jobs per minute; {jobs} more do not fit now",
+                f"{what} may submit {rpm} jobs per minute; {jobs} more do not fit now",
                 headers={"Retry-After": str(max(1, math.ceil(wait)))},
             )
-        bucket.take(jobs, now)
         return None
+
+    def take(self, who: str, rpm: int | None, jobs: int, now: float) -> None:
+        if rpm is not None:
+            self._bucket(who, rpm, now).take(jobs, now)
+
+    def admit(
+        self, who: str, rpm: int | None, jobs: int, now: float, what: str = "the tenant"
+    ) -> ApiError | None:
+        """``refusal``, and ``take`` when there is none."""
+        refused = self.refusal(who, rpm, jobs, now, what)
+        if refused is None:
+            self.take(who, rpm, jobs, now)
+        return refused

@@ -145,6 +145,7 @@ def _add_key_routes(router: APIRouter, rt: Runtime, admin: Caller, changes: _Cha
             role=body.role,
             sha256=key_digest(key),
             name=body.name,
+            rpm=body.rpm,
             created_at=now_us(),
             by=who.tenant,
         )

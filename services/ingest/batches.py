@@ -131,7 +131,7 @@ def _add_submit_route(
         subs = await asyncio.to_thread(
             parse_batch, body, request.headers.get("content-type"), settings.batch_max_jobs, build
         )
-        admit(rt, who.tenant, len(subs))
+        admit(rt, who, len(subs))
         attributes: dict[str, str | int] = {
             "tokenrelay.batch_id": batch_id,
             "tokenrelay.jobs": len(subs),

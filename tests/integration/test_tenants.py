@@ -155,6 +155,17 @@ def test_jobs_per_minute_beyond_the_tenants_rpm_are_refused_with_429(stack: Stac
     assert batch.status_code == 429
 
 
+def test_a_keys_own_jobs_per_minute_hold_within_its_tenants(stack: Stack) -> None:
+    made = stack.a.post("/v1/admin/keys", json={"tenant": "hugo", "rpm": 1}, headers=ADMIN).json()
+    assert made["rpm"] == 1
+    other = bearer(make_key(stack.a, "hugo")["key"])  # the same tenant, no key limit
+    job = {"prompt": "p", "max_tokens": 2}
+    assert stack.a.post("/v1/jobs", json=job, headers=bearer(made["key"])).status_code == 202
+    refused = stack.a.post("/v1/jobs", json=job, headers=bearer(made["key"]))
+    assert refused.status_code == 429 and "this key" in refused.json()["error"]["message"]
+    assert stack.a.post("/v1/jobs", json=job, headers=other).status_code == 202
+
+
 def test_a_budget_stops_a_running_job_at_its_cap_then_refuses_with_402(stack: Stack) -> None:
     budget = Decimal("0.05")
     key = bearer(make_key(stack.a, "dave")["key"])

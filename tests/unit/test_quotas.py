@@ -74,6 +74,15 @@ def test_rpm_admits_a_minutes_worth_then_refuses_until_it_refills() -> None:
     assert rates.admit("t", None, 1000, 1.0) is None  # the limit lifted
 
 
+def test_a_refusal_takes_nothing() -> None:
+    rates = TenantRates()
+    assert rates.refusal("k", 2, 1, 0.0) is None
+    assert rates.refusal("k", 2, 1, 0.0) is None  # looked twice, nothing taken
+    rates.take("k", 2, 2, 0.0)
+    refused = rates.refusal("k", 2, 1, 0.0, what="this key")
+    assert refused is not None and refused.message.startswith("this key may submit 2 jobs")
+
+
 def spend(day: str, usd_day: float, usd_month: float, as_of: int = 1) -> TenantSpend:
     return TenantSpend(
         tenant="t",
