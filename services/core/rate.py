@@ -38,6 +38,12 @@ class Bucket:
         self._refill(now)
         self.level -= amount
 
+    def set_rate(self, per_minute: float, now: float) -> None:
+        """Change the rate from now on; what is left stays (within the new capacity)."""
+        self._refill(now)
+        self.per_minute = per_minute
+        self.level = min(self.level, per_minute)
+
     def rescale(self, per_minute: float, now: float) -> None:
         """Change the rate; what is left (or owed) scales with it, so a bucket that was
         half full is half full at the new rate."""

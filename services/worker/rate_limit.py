@@ -47,14 +47,25 @@ class RateLimiter:
         return limit is not None and bool(limit.rpm or limit.tpm)
 
     def set_share(self, share: float) -> None:
-        """Run every budget at ``share`` of its fleet-wide rate from now on."""
+        """Run every budget at ``share`` of its fleet-wide rate from now on.
+
+        A smaller share shrinks what is left with the rate; a larger one raises the rate
+        only. Shares move as work moves between workers (one's backlog drains, another's
+        grows); were the growing worker's unspent budget scaled up too, the fleet would
+        gain requests it never had while the shrinking worker, having spent its own,
+        lost nothing.
+        """
         share = max(MIN_SHARE, min(1.0, share))
         self._shared.set()
         if share == self.share:
             return
         now = time.monotonic()
         for bucket in self._buckets.values():
-            bucket.rescale(bucket.per_minute * share / self.share, now)
+            rate = bucket.per_minute * share / self.share
+            if share < self.share:
+                bucket.rescale(rate, now)
+            else:
+                bucket.set_rate(rate, now)
         self.share = share
 
     def _bucket(self, model: str, kind: str, per_minute: float, now: float) -> Bucket:

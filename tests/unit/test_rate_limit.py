@@ -61,3 +61,14 @@ async def test_a_fleet_member_waits_for_its_share_before_its_first_budgeted_call
         await limiter.acquire("m", 10)
     (bucket,) = limiter._buckets.values()
     assert bucket.wait_s(1, time.monotonic()) == pytest.approx(4.0, abs=0.1)
+
+
+async def test_a_larger_share_raises_the_rate_but_adds_nothing_to_what_is_left() -> None:
+    limiter = RateLimiter({"m": ModelLimit(rpm=60)}, share=0.5)
+    for _ in range(20):
+        assert await limiter.acquire("m", 10) == 0  # 30 at half the rate: 20 taken, 10 left
+    limiter.set_share(1.0)  # work moved here from another worker, which keeps its spending
+    (bucket,) = limiter._buckets.values()
+    now = time.monotonic()
+    assert bucket.wait_s(10, now) == pytest.approx(0.0, abs=0.1)  # the 10 left, no more
+    assert bucket.wait_s(11, now) == pytest.approx(1.0, abs=0.1)  # then one a second
