@@ -11,6 +11,8 @@ is not JSON, 422 naming the field when a value is out of bounds. Pure.
 from __future__ import annotations
 
 import json
+import re
+from itertools import accumulate
 from typing import Any
 
 from schemas.limits import MAX_JSON_DEPTH, json_problem
@@ -23,6 +25,10 @@ def loads(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json", f"not UTF-8 (byte {exc.start})", "body") from exc
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise ApiError(
+            422, "invalid_request", f"nested deeper than {MAX_JSON_DEPTH} levels", "body"
+        )
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -32,13 +38,27 @@ def loads(body: bytes) -> Any:
             f"not valid JSON: {exc.msg} (line {exc.lineno} column {exc.colno})",
             "body",
         ) from exc
-    except RecursionError as exc:
-        raise ApiError(
-            422, "invalid_request", f"nested deeper than {MAX_JSON_DEPTH} levels", "body"
-        ) from exc
     except ValueError as exc:  # an integer of more digits than Python converts
         raise ApiError(422, "invalid_request", "a number does not fit in 64 bits", "body") from exc
     if (found := json_problem(value)) is not None:
         field, problem = found
         raise ApiError(422, "invalid_request", problem, field)
     return value
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _nesting(text: str) -> int:
+    """How deep the text's brackets go outside its strings, counted without parsing.
+
+    The parser recurses once per level; a body thousands deep would take it to
+    the interpreter's recursion limit, where a garbage collection that runs a
+    failing finaliser cannot even report it. So depth is measured first, flat.
+    """
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return 0
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+import sys
+import traceback
+from collections.abc import Iterator
+
 import pytest
 
 from schemas.limits import MAX_JSON_DEPTH, json_problem
@@ -45,6 +50,53 @@ def test_what_not_every_reader_can_read_is_refused_at_its_place(
     err = refused(body)
     assert (err.status, err.field) == (status, field), err.message
     assert err.message
+
+
+def test_brackets_inside_strings_are_text_not_nesting() -> None:
+    body = b'{"s": "' + b"[" * 100 + b'\\" {{{", "t": ["]]]", [[1]]]}'
+    assert loads(body) == {"s": "[" * 100 + '" {{{', "t": ["]]]", [[1]]]}
+    assert refused(b'{"s": "]]]]", "t": ' + b"[" * 40 + b"]" * 40 + b"}").status == 422
+
+
+class _FailingFinaliser:
+    def __del__(self) -> None:
+        raise ValueError("a finaliser failed")
+
+
+@pytest.fixture()
+def reported(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str | BaseException]]:
+    """What Python's hook for failed finalisers could write, as pytest's own hook does."""
+    seen: list[str | BaseException] = []
+
+    def hook(failure: sys.UnraisableHookArgs) -> None:
+        try:
+            seen.append("".join(traceback.format_exception(failure.exc_value)))
+        except RecursionError as exc:
+            seen.append(exc)
+
+    monkeypatch.setattr(sys, "unraisablehook", hook)
+    threshold = gc.get_threshold()
+    yield seen
+    gc.set_threshold(*threshold)
+
+
+def test_a_deep_body_is_refused_without_taking_the_stack_to_its_limit(
+    reported: list[str | BaseException],
+) -> None:
+    # A collection that runs while the parser is thousands of levels down
+    # finds no stack left to report a failing finaliser: pytest's own hook then
+    # failed a test that had nothing to do with it. The collection is timed to
+    # land at each depth near the interpreter's limit in turn.
+    for allocations in range(800, 1000, 5):
+        gc.collect()
+        gc.set_threshold(allocations)
+        garbage = _FailingFinaliser()
+        garbage.cycle = garbage  # type: ignore[attr-defined]
+        del garbage
+        assert refused(b"[" * 5000 + b"]" * 5000).status == 422
+    gc.collect()
+    assert reported, "no finaliser ran"
+    assert all(isinstance(text, str) and "a finaliser failed" in text for text in reported)
 
 
 def test_nesting_is_counted_from_the_body() -> None:
