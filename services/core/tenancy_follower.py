@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from schemas.tenants import ApiKeyRecord, TenantPolicy, TenantSpend
-from services.core.errors import KafkaError
 from services.core.kafka import KafkaClients, Record
+from services.core.kafka.follower import PartitionFollower
 from services.core.settings import Settings
 from services.core.tenancy import KeyRing, SpendBook, TenantPolicies
 
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 START_READ_S = 30.0
 """How long a process's start waits for the topics to be read (then goes on, not ready)."""
-RETRY_S = 1.0
 
 
 class TenancyFollower:
@@ -49,9 +48,14 @@ class TenancyFollower:
             t.spend: self._spend,
         }
         self.tenants, self.keys, self.spend = tenants, keys, spend
-        self.caught_up = asyncio.Event()
-        self._consumer = clients.consumer(f"{t.prefix}-tenancy-{settings.worker_id}")
-        self._task: asyncio.Task[None] | None = None
+        self._follower = PartitionFollower(
+            clients,
+            f"{t.prefix}-tenancy-{settings.worker_id}",
+            "tenancy topics",
+            lambda rec: self._apply[rec.topic](rec),
+            self._caught_up,
+        )
+        self.caught_up = self._follower.caught_up
 
     def ready_reason(self) -> str | None:
         if self.caught_up.is_set():
@@ -59,12 +63,7 @@ class TenancyFollower:
         return "tenancy: reading the tenants, keys and spend topics"
 
     async def start(self) -> None:
-        await self._consumer.start()
-        ends: dict[str, int] = {}
-        for topic in self._apply:
-            _, ends[topic] = await self._consumer.watermarks(topic, 0)
-        await self._consumer.assign([(topic, 0, 0) for topic in self._apply])
-        self._task = asyncio.create_task(self._follow(ends), name="tenancy")
+        await self._follower.start((topic, 0) for topic in self._apply)
         # The parts start after this one: a worker would otherwise start its first jobs
         # with no caps or budgets, and ingest admit with no quotas, until the topics are read.
         try:
@@ -76,29 +75,10 @@ class TenancyFollower:
                 START_READ_S,
             )
 
-    async def _follow(self, ends: dict[str, int]) -> None:
-        behind = {topic for topic, end in ends.items() if end > 0}
-        if not behind:
-            self._caught_up()
-        while True:
-            try:
-                records = await self._consumer.poll(500, 0.1)
-            except KafkaError as exc:
-                log.warning("tenancy topics: %s; reading again in %.0fs", exc, RETRY_S)
-                await asyncio.sleep(RETRY_S)
-                continue
-            for rec in records:
-                if rec.offset + 1 >= ends.get(rec.topic, 0):
-                    behind.discard(rec.topic)
-                self._apply[rec.topic](rec)
-            if not behind and not self.caught_up.is_set():
-                self._caught_up()
-
     def _caught_up(self) -> None:
         log.info(
             "tenancy read: %d tenant policies, %d run-time keys", len(self.tenants), len(self.keys)
         )
-        self.caught_up.set()
 
     def _tenant(self, rec: Record) -> None:
         name = (rec.key or b"").decode(errors="replace")
@@ -138,7 +118,4 @@ class TenancyFollower:
             log.error("unreadable spend record at %s: %s", rec.where(), exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.close()
+        await self._follower.stop()

@@ -32,8 +32,8 @@ from pydantic import ValidationError
 
 from schemas.commands import JobCommand
 from schemas.control import Cancel, CancelBatch, Control, PauseBatch, ResumeBatch, parse_control
-from services.core.errors import KafkaError
 from services.core.kafka import KafkaClients, Record
+from services.core.kafka.follower import PartitionFollower
 
 log = logging.getLogger(__name__)
 
@@ -158,38 +158,16 @@ class ControlListener:
     ) -> None:
         self.topic = topic
         self.registry = registry
-        self.caught_up = asyncio.Event()
-        self._consumer = clients.consumer(f"tokenrelay-control-{name}")
-        self._task: asyncio.Task[None] | None = None
+        self._follower = PartitionFollower(
+            clients, f"tokenrelay-control-{name}", "control topic", self._apply, self._caught_up
+        )
+        self.caught_up = self._follower.caught_up
 
     async def start(self, partitions: int) -> None:
-        await self._consumer.start()
-        ends = {}
-        for p in range(partitions):
-            low, high = await self._consumer.watermarks(self.topic, p)
-            ends[p] = high
-            log.debug("control %s[%d] from %d to %d", self.topic, p, low, high)
-        await self._consumer.assign([(self.topic, p, 0) for p in range(partitions)])
-        self._task = asyncio.create_task(self._follow(ends), name="control")
+        await self._follower.start((self.topic, p) for p in range(partitions))
 
-    async def _follow(self, ends: dict[int, int]) -> None:
-        behind = {p for p, end in ends.items() if end > 0}
-        if not behind:
-            self.caught_up.set()
-        while True:
-            try:
-                records = await self._consumer.poll(500, 0.1)
-            except KafkaError as exc:
-                log.warning("control topic: %s; reading again in 1s", exc)
-                await asyncio.sleep(1.0)
-                continue
-            for rec in records:
-                if rec.offset + 1 >= ends.get(rec.partition, 0):
-                    behind.discard(rec.partition)
-                self._apply(rec)
-            if not behind and not self.caught_up.is_set():
-                log.info("control topic read: %d instructions known", len(self.registry))
-                self.caught_up.set()
+    def _caught_up(self) -> None:
+        log.info("control topic read: %d instructions known", len(self.registry))
 
     def _apply(self, rec: Record) -> None:
         if rec.value is None:
@@ -205,7 +183,4 @@ class ControlListener:
             log.info("%s received by=%s at %s", _describe(control), control.by, rec.where())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        await self._consumer.close()
+        await self._follower.stop()
