@@ -113,6 +113,10 @@ class Unabsorbed:
             self.pending(tenant, month_now, month)  # what is in the figure already goes first
             self._by_tenant.setdefault(tenant, []).append(_Ended(cost, month_now, month))
 
+    def holds(self, tenant: str) -> bool:
+        """Whether any ended job of ``tenant`` is still counted here (``pending`` may be > 0)."""
+        return bool(self._by_tenant.get(tenant))
+
     def pending(self, tenant: str, month_now: float, month: str) -> Decimal:
         """What ended here and is not yet in the tenant's spend figure.
 

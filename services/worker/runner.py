@@ -584,6 +584,8 @@ class WorkerRunner:
             """What the tenant's other jobs here spent: running, or ended and not yet in
             the spend figure."""
             spent = sum((m.spent() for m in running if m is not meter), Decimal(0))
+            if not self._ended.holds(tenant):
+                return spent
             month_now = self.spend.spent(tenant, now_us()).usd_month
             return spent + self._ended.pending(tenant, month_now, month)
 

@@ -78,8 +78,10 @@ def test_an_ended_jobs_cost_counts_until_the_spend_figure_shows_it() -> None:
     assert ended.pending("t", 1.0, "2026-12") == Decimal("0.03")
     ended.add("t", Decimal("0.02"), month_now=1.0, month="2026-12")
     assert ended.pending("t", 1.03, "2026-12") == Decimal("0.02")  # the first one landed
+    assert ended.holds("t")
     assert ended.pending("t", 1.05, "2026-12") == 0  # both did
-    assert ended.pending("other", 1.0, "2026-12") == 0
+    assert not ended.holds("t")
+    assert ended.pending("other", 1.0, "2026-12") == 0 and not ended.holds("other")
 
 
 def test_one_already_in_the_figure_is_dropped_before_the_next_is_added() -> None:
