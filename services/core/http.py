@@ -176,6 +176,24 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
+EVENT_STREAM = "text/event-stream"
+
+
+def accepts_event_stream(accept: str | None) -> bool:
+    """Whether an ``Accept`` header lists ``text/event-stream`` (with a quality above 0)."""
+    for media_range in (accept or "").split(","):
+        kind, *params = media_range.split(";")
+        if kind.strip().lower() != EVENT_STREAM:
+            continue
+        q = next((p.split("=", 1)[1] for p in params if p.strip().startswith("q=")), "1")
+        try:
+            if float(q) > 0:
+                return True
+        except ValueError:
+            return True  # a malformed quality is ignored, as if it were absent
+    return False
+
+
 class StrictRequest(Request):
     """A request whose JSON body is read by ``strict_json``, not Python's lenient ``json``."""
 

@@ -34,6 +34,7 @@ ERRORS: dict[int, str] = {
     403: "The key's role may not do this (`forbidden`).",
     404: "No such job or batch for this key (another tenant's reads as absent).",
     405: "The path does not take this method; `Allow` lists the ones it takes.",
+    406: "`Accept: text/event-stream` where this process serves no streams (`not_acceptable`).",
     409: "The job is not in a state that allows this (`not_finished`, `conflict`).",
     413: "The body or the batch is too large (`payload_too_large`, `too_many_jobs`).",
     415: "The body's media type is not one this route reads (`unsupported_media_type`).",

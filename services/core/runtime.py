@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from services.core.access import Access
+from services.core.auth import Principal
 from services.core.http import ReadinessCheck
 from services.core.kafka import Admin, KafkaClients, Producer
 from services.core.kafka.probe import Probe
@@ -23,6 +26,9 @@ from services.core.quotas import TenantRates
 from services.core.settings import Settings
 from services.core.state_client import StateClient
 from services.core.tenancy import KeyRing, SpendBook, TenantPolicies
+
+JobStreams = Callable[[str, Principal, dict[str, Any]], Awaitable[Response]]
+"""The event stream of a job just accepted, for whom, given its 202 body."""
 
 
 @dataclass
@@ -45,6 +51,9 @@ class Runtime:
     """What each tenant spent today and this month, followed from ``tokenrelay.spend``."""
     rates: TenantRates = field(default_factory=TenantRates)
     """Each tenant's jobs per minute in this process (``rpm``)."""
+    job_streams: JobStreams | None = None
+    """The event stream of a job just accepted here, given its 202 body: set by the gateway
+    when it runs in this process (``POST /v1/jobs`` with ``Accept: text/event-stream``)."""
 
 
 @dataclass

@@ -19,6 +19,7 @@ from services.gateway.lean_events import lean_events_route
 from services.gateway.replay import ReplayReaders
 from services.gateway.router import make_router
 from services.gateway.state_routes import make_state_router
+from services.gateway.submit_stream import job_streams
 from services.gateway.tenant_routes import make_tenant_router
 from services.gateway.ui import ui_routes
 from services.gateway.watch import Watches
@@ -37,6 +38,7 @@ def create(rt: Runtime) -> ServicePart:
     )
     replays = ReplayReaders(rt.clients, topic, settings.stream_replay_readers)
     watches = Watches(fanout, replays, rt.state)
+    rt.job_streams = job_streams(watches)
     router = APIRouter()
     router.include_router(make_router(rt, watches))
     router.include_router(make_state_router(rt))

@@ -22,17 +22,24 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from starlette.responses import Response
 from starlette.routing import Route
 
 from schemas.jobs import JobRequest
 from services.core.access import Access
 from services.core.auth import Principal
 from services.core.errors import ApiError
-from services.core.http import AsgiEndpoint, JsonResponse, StrictRequest, read_strict_body
+from services.core.http import (
+    AsgiEndpoint,
+    StrictRequest,
+    accepts_event_stream,
+    read_strict_body,
+)
 from services.core.idempotency import idempotency_key
 
-Accept = Callable[[JobRequest, Principal, str | None], Awaitable[JsonResponse]]
-"""What answers a valid submission: ``router``'s ``accept``."""
+Accept = Callable[[JobRequest, Principal, str | None, bool], Awaitable[Response]]
+"""What answers a valid submission (the last argument: the client asked for its event
+stream): ``router``'s ``accept``."""
 
 
 NOT_AN_OBJECT = "Input should be a valid dictionary or object to extract fields from"
@@ -63,7 +70,8 @@ def lean_submit_route(path: str, access: Access, accept: Accept) -> Route:
         who = access.principal(request)
         key = idempotency_key(request.headers)
         sent = bool(await request.body())  # read once already; Starlette keeps it
-        response = await accept(job_request(value, sent), who, key)
+        stream = accepts_event_stream(request.headers.get("accept"))
+        response = await accept(job_request(value, sent), who, key, stream)
         await response(scope, receive, send)
 
     return Route(path, AsgiEndpoint(submit), methods=["POST"], include_in_schema=False)

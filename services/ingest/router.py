@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Header, Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute
 
 from schemas.api import JobAccepted, JobInstruction
@@ -22,7 +23,7 @@ from schemas.jobs import JobRequest
 from services.core.acceptor import Acceptor
 from services.core.auth import Principal
 from services.core.errors import ApiError
-from services.core.http import JsonResponse, StrictJsonRoute
+from services.core.http import JsonResponse, StrictJsonRoute, accepts_event_stream
 from services.core.idempotency import IDEMPOTENCY_KEY_MAX
 from services.core.ids import now_us
 from services.core.job_log import TopicPartitions, find_job
@@ -46,17 +47,38 @@ def make_router(rt: Runtime) -> tuple[APIRouter, list[BaseRoute]]:
 
     acceptor = Acceptor(rt)
 
-    async def accept(req: JobRequest, who: Principal, idempotency_key: str | None) -> JsonResponse:
-        """Answer a valid submission: its job, queued (or the first answer under its key)."""
-        return JsonResponse(await acceptor.accept(req, who, idempotency_key), status_code=202)
+    async def accept(
+        req: JobRequest, who: Principal, idempotency_key: str | None, stream: bool
+    ) -> Response:
+        """Answer a valid submission: its job, queued (or the first answer under its key);
+        with ``stream``, the job's event stream instead (``gateway.submit_stream``)."""
+        if stream and rt.job_streams is None:
+            raise ApiError(
+                406,
+                "not_acceptable",
+                "this process serves no event streams: submit without "
+                "'Accept: text/event-stream' and watch the stream_url of the answer",
+                "Accept",
+            )
+        accepted = await acceptor.accept(req, who, idempotency_key)
+        if stream and rt.job_streams is not None:
+            return await rt.job_streams(accepted["job_id"], who, accepted)
+        return JsonResponse(accepted, status_code=202)
 
     @router.post(
         "/jobs",
         status_code=202,
         response_model=JobAccepted,
         responses={
+            200: {
+                "description": "With `Accept: text/event-stream`: the job's events, as "
+                "`GET /v1/jobs/{job_id}/events` streams them (the same ids, to resume "
+                "there), opened before a worker can start the job; the job's id is in "
+                "`x-tokenrelay-job-id` and `Location`.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
             202: {"links": job_links("/job_id")},
-            **error_responses(400, 401, 402, 409, 413, 415, 422, 429, 503),
+            **error_responses(400, 401, 402, 406, 409, 413, 415, 422, 429, 503),
         },
     )
     async def submit_job(
@@ -68,12 +90,17 @@ def make_router(rt: Runtime) -> tuple[APIRouter, list[BaseRoute]]:
             max_length=IDEMPOTENCY_KEY_MAX,
             description="A repeat with the same key answers with the first job.",
         ),
-    ) -> JsonResponse:
+        accept_header: str | None = Header(
+            default=None,
+            alias="Accept",
+            description="`text/event-stream`: answer with the job's event stream, not the 202.",
+        ),
+    ) -> Response:
         """Submit a job: 202 once Kafka stored it, with its id, where to watch it and a
-        token that reads its events only."""
+        token that reads its events only; or, asked for, its event stream at once."""
         # Served by ``lean_submit`` (tried first): this signature is its OpenAPI, and this
         # route answers the same (tests/integration/test_lean_routes_agree.py).
-        return await accept(req, who, idempotency_key)
+        return await accept(req, who, idempotency_key, accepts_event_stream(accept_header))
 
     add_cancel_route(router, rt, principal)
     add_batch_routes(router, rt, principal)

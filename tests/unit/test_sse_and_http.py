@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.core.http import field_path
+from services.core.http import accepts_event_stream, field_path
 from services.gateway.sse import frame, parse_last_event_id, retry_hint
 from tests.support.sse import parse_sse_lines
 
@@ -29,3 +29,21 @@ def test_field_path() -> None:
     assert field_path(("body", "messages", 0, "role")) == "messages[0].role"
     assert field_path(("body",)) is None
     assert field_path(("query", "limit")) == "limit"
+
+
+@pytest.mark.parametrize(
+    ("accept", "wanted"),
+    [
+        ("text/event-stream", True),
+        ("application/json, Text/Event-Stream; q=0.5", True),
+        ("text/event-stream;q=0", False),
+        ("text/event-stream; q=0.0, application/json", False),
+        ("text/event-stream; q=x", True),
+        ("application/json", False),
+        ("*/*", False),
+        ("text/event-streams", False),
+        (None, False),
+    ],
+)
+def test_an_event_stream_is_sent_only_to_who_lists_it(accept: str | None, wanted: bool) -> None:
+    assert accepts_event_stream(accept) is wanted
