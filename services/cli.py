@@ -188,6 +188,13 @@ def bench(
             "ended its state is final and its analytics row lands"
         ),
     ] = False,
+    submit_stream: Annotated[
+        bool,
+        typer.Option(
+            help="submit each watched job with Accept: text/event-stream and read its stream "
+            "from that answer (one request, not a submission and then a GET)"
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object on the last line of stdout")
     ] = False,
@@ -213,6 +220,7 @@ def bench(
         baseline=baseline,
         provider=provider,
         freshness=freshness,
+        submit_stream=submit_stream,
     )
     try:
         run(scenario, url, api_key, options, as_json)

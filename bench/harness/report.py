@@ -35,6 +35,16 @@ def rate(count: int, seconds: float) -> float:
     return round(count / seconds, 1) if seconds > 0 else 0.0
 
 
+LATENCIES = (
+    "token_latency_ms",
+    "token_latency_settled_ms",
+    "submit_to_first_token_ms",
+    "submit_ms",
+    "stream_open_ms",
+)
+"""The figures shown as quantiles, in this order."""
+
+
 def ratios(measured: dict[str, Any], baseline: dict[str, Any] | None) -> dict[str, float]:
     """tokenrelay ÷ baseline for throughput and each latency quantile both sides have.
 
@@ -47,7 +57,7 @@ def ratios(measured: dict[str, Any], baseline: dict[str, Any] | None) -> dict[st
     for key in ("tokens_per_s", "accepted_jobs_per_s"):
         if measured.get(key) and baseline.get(key):
             out[key] = round(measured[key] / baseline[key], 3)
-    for key in ("token_latency_ms", "submit_to_first_token_ms", "submit_ms", "stream_open_ms"):
+    for key in LATENCIES:
         ours, theirs = measured.get(key), baseline.get(key)
         if ours and theirs:
             for q in QUANTILES:
@@ -193,7 +203,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     for key in ("tokens_per_s", "accepted_jobs_per_s"):
         if key in report:
             out.append((key, _fmt(report[key]), _fmt(base.get(key)), _fmt(ratio.get(key))))
-    for key in ("token_latency_ms", "submit_to_first_token_ms", "submit_ms", "stream_open_ms"):
+    for key in LATENCIES:
         ours = report.get(key)
         if not ours:
             continue

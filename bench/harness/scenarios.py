@@ -46,6 +46,9 @@ class Options:
     freshness: bool = False
     """The whole stack (aggregator, analytics sink): how long after a job's stream ended
     its state reads final and its analytics row lands."""
+    submit_stream: bool = False
+    """Each watched job is submitted with ``Accept: text/event-stream`` and read from that
+    answer, not submitted and then watched in a second request."""
 
 
 DEFAULTS: dict[str, Options] = {
@@ -140,6 +143,7 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         "duration_s": round(duration_s, 3),
         "tokens_per_s": report.rate(raw["tokens"], window_s),
         "token_latency_ms": report.summarize([v / 1000 for v in us]),
+        "token_latency_settled_ms": _settled(us, raw),
         "submit_to_first_token_ms": report.summarize(raw["first_token_ms"]),
     }
     if raw["submit_ms"]:
@@ -153,6 +157,17 @@ def figures(raw: dict[str, Any]) -> dict[str, Any]:
         wall = raw.get("cpu_wall_s") or duration_s
         out["cores_busy"] = round(raw["cpu_s"] / wall, 2) if wall else None
     return out
+
+
+def _settled(latencies_us: array[int], raw: dict[str, Any]) -> dict[str, float] | None:
+    """The latencies of the tokens that arrived once every watched stream had its first."""
+    arrivals = array("q")
+    arrivals.frombytes(raw.get("arrivals_us", b""))
+    since = raw.get("all_open_us", 0)
+    if len(arrivals) != len(latencies_us) or not since:
+        return None
+    late = [lat / 1000 for lat, at in zip(latencies_us, arrivals, strict=True) if at > since]
+    return report.summarize(late) if late else None
 
 
 class Runner:
@@ -247,6 +262,7 @@ class Runner:
             "timeout_s": opts.timeout_s,
             "watching": True,
             "freshness": opts.freshness,
+            "submit_stream": opts.submit_stream,
         }
 
     def _steady(self, stack: Stack, base: dict[str, Any] | None, o: Options) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """The load and the watchers, in one child process: submit jobs, watch each one's SSE stream,
 and time every token against this process's clock.
 
-The same code drives tokenrelay (``POST /v1/jobs`` then ``GET /v1/jobs/{id}/events``) and
-the baseline (no submission: ``GET /stream/{id}?n=…&r=…`` of ``bench.harness.baseline``),
-so the two differ only in what serves the stream. A job's stream opens right after its
-submission answered, before its first token can exist, so a token's latency is its trip
-from the worker's ``ts`` to the parse here, never a replay of a backlog.
+The same code drives tokenrelay (``POST /v1/jobs`` then ``GET /v1/jobs/{id}/events``; with
+``submit_stream``, one ``POST /v1/jobs`` whose answer is the stream) and the baseline (no
+submission: ``GET /stream/{id}?n=…&r=…`` of ``bench.harness.baseline``), so the two differ
+only in what serves the stream. A job's stream opens right after its submission answered
+(or in the same request), so a token's latency is its trip from the worker's ``ts`` to the
+parse here; when many streams open at once, a stream that opens after its job's first
+tokens were made receives them late, which the figures after every stream's first token
+(``token_latency_settled_ms``) leave out.
 
 Driven over a pipe (``bench.processes.Remote``): ``start`` launches the load and returns,
 ``stats`` says how far it got (for the progress bar), ``result`` waits for the end and
@@ -72,6 +75,8 @@ class Load:
         self.baseline: bool = spec["baseline"]
         self.pool = Pool(self.endpoint, spec.get("connections", 32))
         self.latencies_us = array("q")
+        self.arrivals_us = array("q")
+        """When each token of ``latencies_us`` arrived."""
         self.submit_ms: list[float] = []
         self.queue_wait_ms: dict[str, list[float]] = defaultdict(list)
         self.watches: list[Watch] = []
@@ -166,6 +171,12 @@ class Load:
         body, name = group["body"], group["name"]
         if self.baseline and group.get("watch", True):
             job_id, submit_us = f"{name}-{i}", now_us()
+        elif self.spec.get("submit_stream") and group.get("watch", True):
+            watch = Watch("", name, now_us())
+            self.watches.append(watch)
+            post = {**body, "prompt": f"{name} {i}"}
+            self.tasks.append(asyncio.create_task(self._watch(watch, "/v1/jobs", post)))
+            return
         else:
             accepted = await self._submit("/v1/jobs", {**body, "prompt": f"{name} {i}"})
             if accepted is None:
@@ -187,26 +198,50 @@ class Load:
 
     # --- one stream -----------------------------------------------------------------
 
-    async def _watch(self, watch: Watch, path: str) -> None:
+    async def _watch(self, watch: Watch, path: str, post: dict[str, object] | None = None) -> None:
         try:
-            await self._read(watch, path)
+            await self._read(watch, path, post)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, StreamError) as e:
             if not self.closing:
                 self.errors[f"{type(e).__name__}: {e}"[:120]] += 1
 
-    async def _read(self, watch: Watch, path: str) -> None:
+    async def _read(self, watch: Watch, path: str, post: dict[str, object] | None) -> None:
+        """Read the stream of ``GET path``; with ``post``, of ``POST path`` of that job (its
+        submission and its stream in one request: ``--submit-stream``)."""
         ep = self.endpoint
         reader, writer = await asyncio.open_connection(ep.host, ep.port, limit=READ_BYTES)
         self.writers.append(writer)
         watch.requested_us = now_us()
-        writer.write(ep.head("GET", path, "Accept: text/event-stream\r\n\r\n"))
+        if post is None:
+            writer.write(ep.head("GET", path, "Accept: text/event-stream\r\n\r\n"))
+        else:
+            data = orjson.dumps(post)
+            extra = (
+                "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\n\r\n"
+            )
+            writer.write(ep.head("POST", path, extra) + data)
         head = await reader.readuntil(b"\r\n\r\n")
-        if head.split(b" ", 2)[1] != b"200":
-            raise StreamError(f"GET {path}: {head.split(b' ', 2)[1].decode()}")
+        status = head.split(b" ", 2)[1]
+        if post is not None:
+            self._submitted(watch, head, status)
+        if status != b"200":
+            raise StreamError(f"{'GET' if post is None else 'POST'} {path}: {status.decode()}")
         async for event in sse_events(reader):
             self._event(watch, event)
         if not watch.terminal and not self.closing:
             raise StreamError("closed before its terminal event")
+
+    def _submitted(self, watch: Watch, head: bytes, status: bytes) -> None:
+        """A submission answered with its stream: its time to the head, and its job."""
+        self.submit_ms.append((now_us() - watch.requested_us) / 1000)
+        if status != b"200":
+            return
+        self.accepted += 1
+        for line in head.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"x-tokenrelay-job-id":
+                watch.job_id = value.strip().decode()
 
     def _event(self, watch: Watch, event: bytes) -> None:
         kind, data = sse_fields(event)
@@ -216,6 +251,7 @@ class Load:
         if kind == b"token":
             fields = orjson.loads(data)
             self.latencies_us.append(at - fields["ts"])
+            self.arrivals_us.append(at)
             self.tokens += 1
             watch.tokens += 1
             if not watch.first_token_us:
@@ -300,6 +336,8 @@ class Load:
             "ended": sum(w.terminal for w in self.watches),
             "idle_open": sum(w.opened.done() for w in self.idle),
             "latencies_us": self.latencies_us.tobytes(),
+            "arrivals_us": self.arrivals_us.tobytes(),
+            "all_open_us": max((w.first_token_us for w in self.watches), default=0),
             "first_token_ms": [
                 (w.first_token_us - w.submit_us) / 1000 for w in self.watches if w.first_token_us
             ],

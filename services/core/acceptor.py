@@ -21,6 +21,7 @@ from services.core import tracing
 from services.core.auth import Principal
 from services.core.idempotency import IdempotencyCache, fingerprint
 from services.core.ids import new_job_id, now_us
+from services.core.kafka import Delivered
 from services.core.metrics import JOBS_SUBMITTED, SUBMIT_SECONDS
 from services.core.quotas import refusal
 from services.core.runtime import Runtime
@@ -56,14 +57,14 @@ class Acceptor:
         self.rt = rt
         self.idem = IdempotencyCache()
 
-    async def _publish(self, sub: Submission, who: Principal) -> dict[str, Any]:
+    async def _publish(self, sub: Submission, who: Principal) -> tuple[dict[str, Any], Delivered]:
         rt = self.rt
         admit(rt, who)
         attributes = {"tokenrelay.job_id": sub.job_id, "tokenrelay.tenant": who.tenant}
         with tracing.TRACER.start_as_current_span(
             "submit job", kind=SpanKind.PRODUCER, attributes=attributes
         ):
-            (where,) = await publish(
+            ((queued, where),) = await publish(
                 rt.producer, rt.settings.topics, [sub], f"job {sub.job_id}", **bounded(rt)
             )
         log.info(
@@ -82,29 +83,39 @@ class Acceptor:
             "stream_url": f"/v1/jobs/{sub.job_id}/events",
             "stream_token": rt.access.stream_token(sub.job_id, who.tenant),
             "estimated_cost_usd": sub.queued.estimated_cost_usd,
-        }
+        }, queued
 
     async def accept(
         self, req: JobRequest, who: Principal, idempotency_key: str | None
     ) -> dict[str, Any]:
         """The 202 body of a valid submission (or of the first one under its key)."""
+        body, _ = await self.accept_placed(req, who, idempotency_key)
+        return body
+
+    async def accept_placed(
+        self, req: JobRequest, who: Principal, idempotency_key: str | None
+    ) -> tuple[dict[str, Any], Delivered | None]:
+        """``accept``'s body, and where the job's ``queued`` event landed on the tokens
+        topic (None when a repeat under its key answered with an earlier job)."""
         started = time.perf_counter()
         rt = self.rt
         # Every check first: a key never stands for a request that would have been refused.
         sub = new_submission(
             req, rt.settings, rt.prices, job_id=new_job_id(), tenant=who.tenant, now=now_us()
         )
+        queued: Delivered | None = None
         if idempotency_key is None:
-            body = await self._publish(sub, who)
+            body, queued = await self._publish(sub, who)
         else:
             fut, owner = self.idem.claim(who.tenant, idempotency_key, fingerprint(req))
             if owner:
                 try:
-                    fut.set_result(await self._publish(sub, who))
+                    body, queued = await self._publish(sub, who)
+                    fut.set_result(body)
                 except BaseException:
                     self.idem.release(who.tenant, idempotency_key)
                     fut.cancel()
                     raise
             body = await asyncio.shield(fut)
         SUBMIT_SECONDS.observe(time.perf_counter() - started)
-        return body
+        return body, queued

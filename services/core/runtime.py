@@ -19,7 +19,7 @@ from starlette.routing import BaseRoute
 from services.core.access import Access
 from services.core.auth import Principal
 from services.core.http import ReadinessCheck
-from services.core.kafka import Admin, KafkaClients, Producer
+from services.core.kafka import Admin, Delivered, KafkaClients, Producer
 from services.core.kafka.probe import Probe
 from services.core.prices import Prices
 from services.core.quotas import TenantRates
@@ -27,8 +27,9 @@ from services.core.settings import Settings
 from services.core.state_client import StateClient
 from services.core.tenancy import KeyRing, SpendBook, TenantPolicies
 
-JobStreams = Callable[[str, Principal, dict[str, Any]], Awaitable[Response]]
-"""The event stream of a job just accepted, for whom, given its 202 body."""
+JobStreams = Callable[[Principal, dict[str, Any], Delivered | None], Awaitable[Response]]
+"""The event stream of a job just accepted, for whom, given its 202 body and where its
+``queued`` event landed (None: unknown here, a repeat under an ``Idempotency-Key``)."""
 
 
 @dataclass

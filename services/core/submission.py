@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
@@ -151,6 +151,14 @@ def _refuse_if_kafka_down(kafka: Probe | None, what: str) -> None:
         raise kafka_unavailable(f"{what} was not stored: Kafka is unreachable; retry")
 
 
+class Stored(NamedTuple):
+    """Where a submission's records landed."""
+
+    queued: Delivered
+    """Its ``queued`` event on ``tokenrelay.tokens``: where the job's stream starts."""
+    command: Delivered
+
+
 async def publish(
     producer: Producer,
     topics: Topics,
@@ -159,8 +167,9 @@ async def publish(
     *,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     kafka: Probe | None = None,
-) -> list[Delivered]:
-    """Publish every submission; where each command landed, once Kafka confirmed them all.
+) -> list[Stored]:
+    """Publish every submission; where each one's ``queued`` and command landed, once Kafka
+    confirmed them all.
 
     Both rounds together may take ``timeout_s``. Raises a 503 ``ApiError`` with
     ``Retry-After`` when ``kafka`` says it is unreachable (nothing is produced then)
@@ -180,7 +189,7 @@ async def publish(
                 for (_, key, value), at in zip(queued, stored, strict=True)
             ]
             sent = await producer.produce_all([*copies, *((*r, headers) for r in commands)])
-            return sent[len(copies) :]
+            return [Stored(*both) for both in zip(stored, sent[len(copies) :], strict=True)]
     except (TimeoutError, KafkaError) as exc:
         log.warning("%s not accepted: %s", what, exc or "timed out")
         raise kafka_unavailable(f"{what} could not be stored; retry") from exc

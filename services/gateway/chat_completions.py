@@ -49,6 +49,7 @@ from services.gateway.openai_wire import (
 from services.gateway.router import SSE_HEADERS, delivered
 from services.gateway.sse import HEARTBEAT
 from services.gateway.stream_item import StreamItem
+from services.gateway.submit_stream import placed_plan
 from services.gateway.watch import Plan, Watches
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,9 @@ def chat_routes(rt: Runtime, watches: Watches) -> list[BaseRoute]:
             who = rt.access.from_headers(request.headers)
             body = await read_strict_body(StrictRequest(request.scope, request.receive))
             chat_req = parsed(body, request)
-            accepted = await acceptor.accept(chat_req.job, who, idempotency_key(request.headers))
+            accepted, queued = await acceptor.accept_placed(
+                chat_req.job, who, idempotency_key(request.headers)
+            )
         except (OpenAIError, ApiError, KafkaError) as exc:
             return error_response(openai_error(exc))
         job_id = accepted["job_id"]
@@ -189,7 +192,7 @@ def chat_routes(rt: Runtime, watches: Watches) -> list[BaseRoute]:
         created = int(time.time())
         model = chat_req.job.model or ""
         try:
-            plan = await watches.plan(job_id, who, None)
+            plan = await placed_plan(watches, job_id, who, queued)
         except (ApiError, KafkaError) as exc:
             log.warning("chat completion %s accepted but not readable now: %s", job_id, exc)
             err = openai_error(exc)

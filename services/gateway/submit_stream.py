@@ -24,10 +24,11 @@ from starlette.types import Message, Receive, Scope, Send
 from services.core.auth import Principal
 from services.core.errors import ApiError, KafkaError
 from services.core.http import JsonResponse
+from services.core.kafka import Delivered
 from services.core.runtime import JobStreams
 from services.gateway.openai_wire import JOB_ID_HEADER
 from services.gateway.router import SseStream
-from services.gateway.watch import Watches
+from services.gateway.watch import Plan, Watches
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,26 @@ class _Named(Response):
         await self._inner(scope, receive, named)
 
 
+async def placed_plan(
+    watches: Watches, job_id: str, who: Principal, queued: Delivered | None
+) -> Plan:
+    """Where the stream of a job accepted by this process starts: where its ``queued``
+    event landed, with nothing to look up or wait for; else (a repeat under an
+    ``Idempotency-Key``) where ``GET /v1/jobs/{id}/events`` would start it."""
+    if queued is not None:
+        return Plan(job_id, queued.partition, queued.offset, None, None)
+    return await watches.plan(job_id, who, None)
+
+
 def job_streams(watches: Watches) -> JobStreams:
     """What the gateway lends the ingest in its process (``Runtime.job_streams``)."""
 
-    async def stream(job_id: str, who: Principal, accepted: dict[str, Any]) -> Response:
+    async def stream(
+        who: Principal, accepted: dict[str, Any], queued: Delivered | None
+    ) -> Response:
+        job_id: str = accepted["job_id"]
         try:
-            plan = await watches.plan(job_id, who, None)
+            plan = await placed_plan(watches, job_id, who, queued)
         except (ApiError, KafkaError) as exc:
             log.warning("job %s accepted; its stream could not open now: %s", job_id, exc)
             return JsonResponse(accepted, status_code=202)

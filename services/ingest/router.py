@@ -60,9 +60,9 @@ def make_router(rt: Runtime) -> tuple[APIRouter, list[BaseRoute]]:
                 "'Accept: text/event-stream' and watch the stream_url of the answer",
                 "Accept",
             )
-        accepted = await acceptor.accept(req, who, idempotency_key)
+        accepted, queued = await acceptor.accept_placed(req, who, idempotency_key)
         if stream and rt.job_streams is not None:
-            return await rt.job_streams(accepted["job_id"], who, accepted)
+            return await rt.job_streams(who, accepted, queued)
         return JsonResponse(accepted, status_code=202)
 
     @router.post(
