@@ -26,7 +26,6 @@ from services.analytics import forward as analytics_forward
 from services.analytics import service as analytics
 from services.core import gc_pauses, openapi, tracing
 from services.core.access import Access
-from services.core.after_response import AfterResponse
 from services.core.cors import install_cors
 from services.core.errors import ConfigError, KafkaError
 from services.core.fatal_signals import load_chdb
@@ -39,7 +38,6 @@ from services.core.http import (
 )
 from services.core.kafka import Admin, KafkaClients
 from services.core.kafka.probe import Probe, kafka_answers, workers_in_group
-from services.core.lean_http import LeanHttpToolsProtocol
 from services.core.prices import load_prices
 from services.core.runtime import Runtime, ServicePart
 from services.core.settings import Settings
@@ -190,7 +188,6 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
     app.include_router(health_router(checks))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_cors(app, settings.cors_origin_list)
-    app.add_middleware(AfterResponse)  # the outermost of ours: see its module
     return app
 
 
@@ -268,7 +265,6 @@ def serve(
     app = build_app(settings, names)
     config = uvicorn.Config(
         app,
-        http=LeanHttpToolsProtocol,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -290,7 +286,6 @@ def serving_in_thread(
         build_app(settings, names),
         host="127.0.0.1",
         port=port,
-        http=LeanHttpToolsProtocol,
         log_config=None,
         access_log=False,
         lifespan="on",
