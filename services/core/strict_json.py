@@ -25,7 +25,7 @@ def loads(body: bytes) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json", f"not UTF-8 (byte {exc.start})", "body") from exc
-    if _nesting(text) > MAX_JSON_DEPTH:
+    if _nesting(text) > PARSED_DEPTH:
         raise ApiError(
             422, "invalid_request", f"nested deeper than {MAX_JSON_DEPTH} levels", "body"
         )
@@ -46,6 +46,10 @@ def loads(body: bytes) -> Any:
     return value
 
 
+PARSED_DEPTH = 256
+"""Bodies up to this deep are parsed, and ``json_problem`` names the field nested beyond
+``MAX_JSON_DEPTH``; deeper ones are refused whole (field ``body``) before the parser
+recurses: far below the interpreter's limit either way."""
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 _STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
@@ -58,7 +62,7 @@ def _nesting(text: str) -> int:
     the interpreter's recursion limit, where a garbage collection that runs a
     failing finaliser cannot even report it. So depth is measured first, flat.
     """
-    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+    if text.count("[") + text.count("{") <= PARSED_DEPTH:
         return 0
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     return max(accumulate(map(_STEP.__getitem__, brackets)), default=0)

@@ -53,9 +53,15 @@ def test_what_not_every_reader_can_read_is_refused_at_its_place(
 
 
 def test_brackets_inside_strings_are_text_not_nesting() -> None:
-    body = b'{"s": "' + b"[" * 100 + b'\\" {{{", "t": ["]]]", [[1]]]}'
-    assert loads(body) == {"s": "[" * 100 + '" {{{', "t": ["]]]", [[1]]]}
-    assert refused(b'{"s": "]]]]", "t": ' + b"[" * 40 + b"]" * 40 + b"}").status == 422
+    body = b'{"s": "' + b"[" * 300 + b'\\" {{{", "t": ["]]]", [[1]]]}'
+    assert loads(body) == {"s": "[" * 300 + '" {{{', "t": ["]]]", [[1]]]}
+    deep = b'{"s": "' + b"]" * 100 + b'", "t": ' + b"[" * 300 + b"]" * 300 + b"}"
+    assert (refused(deep).status, refused(deep).field) == (422, "body")
+
+
+def test_a_field_nested_too_deep_is_named() -> None:
+    err = refused(b'{"m": ' + b"[" * 200 + b"]" * 200 + b"}")
+    assert (err.status, err.field) == (422, "m" + "[0]" * 31)
 
 
 class _FailingFinaliser:

@@ -15,6 +15,7 @@ from schemas.events import Completed
 from services.core.settings import Settings
 from tests.conftest import ALICE
 from tests.support.analytics import analytics_caught_up, completed_events, get_rows, run_sql
+from tests.support.polling import until
 from tests.support.stack import running
 from tests.support.topic_reader import events_reader
 
@@ -55,7 +56,13 @@ async def test_latency_rollup_agrees_with_exact_percentiles(
                 what="every job completed",
             )
             await analytics_caught_up(c, JOBS)
-            (rollup,) = await get_rows(c, "latency", group_by="model")
+            # Every rollup is filled by the same inserts, but read through its own query:
+            # wait for this one to count every job too (a shortfall that lasts still fails).
+            (rollup,) = await until(
+                lambda: get_rows(c, "latency", group_by="model"),
+                lambda rows: len(rows) == 1 and rows[0]["jobs"] >= JOBS,
+                timeout=30,
+            )
             exact = {}
             values = {}
             for name, column in COLUMNS.items():
