@@ -19,6 +19,8 @@ from typing import Any
 
 MAX_JSON_DEPTH = 32
 """Containers inside containers a request body may hold (its top object is depth 1)."""
+TOO_DEEP = f"nested deeper than {MAX_JSON_DEPTH} levels"
+"""What is wrong with a value nested beyond ``MAX_JSON_DEPTH``."""
 MAX_FREEFORM_BYTES = 64 * 1024
 """``metadata`` and ``provider_options``, each, written as JSON."""
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
@@ -54,7 +56,7 @@ def json_problem(value: Any, path: str = "", depth: int = 1) -> tuple[str, str] 
     """``(field path, what is wrong)`` for the first part of ``value`` that breaks a rule."""
     if isinstance(value, dict | list):
         if depth > MAX_JSON_DEPTH:
-            return path or "body", f"nested deeper than {MAX_JSON_DEPTH} levels"
+            return path or "body", TOO_DEEP
         return _container_problem(value, path, depth)
     problem = _scalar_problem(value)
     return None if problem is None else (path or "body", problem)

@@ -15,7 +15,7 @@ import re
 from itertools import accumulate
 from typing import Any
 
-from schemas.limits import MAX_JSON_DEPTH, json_problem
+from schemas.limits import TOO_DEEP, json_problem
 from services.core.errors import ApiError
 
 
@@ -26,9 +26,7 @@ def loads(body: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, "invalid_json", f"not UTF-8 (byte {exc.start})", "body") from exc
     if _nesting(text) > PARSED_DEPTH:
-        raise ApiError(
-            422, "invalid_request", f"nested deeper than {MAX_JSON_DEPTH} levels", "body"
-        )
+        raise ApiError(422, "invalid_request", TOO_DEEP, "body")
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
