@@ -105,14 +105,19 @@ class Sink:
         while not self._stopping.is_set():
             try:
                 await self._session()
-                return
             except (KafkaError, ClickHouseError) as exc:
                 self._problem = f"analytics sink: {exc}"
                 SINK_RESTARTS.inc()
                 log.warning("analytics sink restarts in %.1fs after: %s", pause, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), pause)
-                pause = min(pause * 2, RESTART_PAUSE_S[1])
+            except Exception as exc:  # a bug must not stop the sink for good, nor silently
+                self._problem = f"analytics sink: {type(exc).__name__}: {exc}"
+                SINK_RESTARTS.inc()
+                log.exception("analytics sink restarts in %.1fs after an unexpected error", pause)
+            else:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
+            pause = min(pause * 2, RESTART_PAUSE_S[1])
 
     # --- one consumer session ---------------------------------------------------------------
 

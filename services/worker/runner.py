@@ -211,6 +211,7 @@ class WorkerRunner:
             topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
         )
         self._task = asyncio.create_task(self._loop(), name="worker-loop")
+        self._task.add_done_callback(self._loop_ended)
         if self.fleet_share is not None:
             self._share_task = asyncio.create_task(self.fleet_share.run(), name="budget-share")
         log.info(
@@ -220,7 +221,14 @@ class WorkerRunner:
             self.concurrency,
         )
 
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("the worker loop stopped: %s", exc, exc_info=exc)
+
     def ready_reason(self) -> str | None:
+        if self._task is not None and self._task.done() and not self._stopping:
+            exc = None if self._task.cancelled() else self._task.exception()
+            return f"the worker loop stopped: {exc!r}"
         if not self.joined.is_set():
             return "the worker has not joined its group yet"
         if not self.control.caught_up.is_set():

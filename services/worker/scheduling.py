@@ -179,9 +179,7 @@ class ReadyQueue(Generic[T]):
         lane = self._lanes[priority]
         return lane.size if may_start is _any_tenant else lane.startable_size(may_start)
 
-    def at_least(
-        self, priority: Priority, may_start: Callable[[str], bool] = _any_tenant
-    ) -> int:
+    def at_least(self, priority: Priority, may_start: Callable[[str], bool] = _any_tenant) -> int:
         """Waiting jobs as important as ``priority`` or more (of tenants ``may_start`` allows)."""
         return sum(self.count(p, may_start) for p in Priority if RANK[p] <= RANK[priority])
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -101,13 +102,23 @@ async def run_sql(client: httpx.AsyncClient, sql: str) -> list[list[Any]]:
 
 
 async def analytics_caught_up(client: httpx.AsyncClient, jobs: int, timeout: float = 60.0) -> None:
-    """Wait until the cost rollup counts ``jobs`` finished jobs in all."""
+    """Wait until the cost rollup counts ``jobs`` finished jobs in all; a timeout names the
+    last count, and the answer or the process's readiness that kept it short."""
+    seen: dict[str, Any] = {"jobs": -1}
 
-    async def counted() -> int:
+    async def counted() -> dict[str, Any]:
         r = await client.get("/v1/analytics/cost", params={"group_by": "tenant"}, headers=ADMIN)
-        return sum(row["jobs"] for row in r.json()["rows"]) if r.status_code == 200 else -1
+        if r.status_code == 200:
+            seen["jobs"] = sum(row["jobs"] for row in r.json()["rows"])
+            if seen["jobs"] >= jobs:
+                return dict(seen)
+            ready = await client.get("/readyz")  # short: say whether the sink is running
+            return {**seen, "readyz": ready.text[:300]}
+        if r.status_code == 429:  # the per-key analytics limit: ask again when it says
+            await asyncio.sleep(float(r.headers.get("retry-after", "1")))
+        return {**seen, "http": r.status_code, "answer": r.text[:200]}
 
-    await until(counted, lambda n: n >= jobs, timeout=timeout)
+    await until(counted, lambda s: s["jobs"] >= jobs and len(s) == 1, timeout=timeout)
 
 
 INTENT = re.compile(r"^sink/1 through=(\d+)$")

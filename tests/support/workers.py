@@ -84,7 +84,12 @@ def child_process(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name} not ready:\n{child.tail()}")
             time.sleep(0.1)
-        yield child
+        try:
+            yield child
+        except BaseException:
+            # pytest shows what a failed test printed: the child's last words name the cause
+            print(f"\n--- the last lines of {log}:\n{child.tail(80)}")
+            raise
     finally:
         if proc.poll() is None:
             proc.terminate()

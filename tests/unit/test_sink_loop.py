@@ -32,9 +32,12 @@ class AnswerLost:
     batch again, and only the deduplication token keeps the rows and rollups whole.
     """
 
-    def __init__(self, ch: ClickHouse, fail_jobs_insert: int) -> None:
+    def __init__(
+        self, ch: ClickHouse, fail_jobs_insert: int, error: Exception | None = None
+    ) -> None:
         self.ch = ch
         self.fail_at = fail_jobs_insert
+        self.error = error or ClickHouseError("insert into jobs failed: connection reset")
         self.jobs_inserts = 0
 
     async def insert(
@@ -48,7 +51,7 @@ class AnswerLost:
         if table == "jobs":
             self.jobs_inserts += 1
             if self.jobs_inserts == self.fail_at:
-                raise ClickHouseError("insert into jobs failed: connection reset")
+                raise self.error
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.ch, name)
@@ -66,8 +69,17 @@ async def engine(chdb_url: str) -> Any:
     await ch.close()
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        ClickHouseError("insert into jobs failed: connection reset"),
+        # not an error the sink knows: a bug or a driver's surprise must not stop it for good
+        ValueError("a driver's surprise"),
+    ],
+    ids=["clickhouse-error", "unexpected-error"],
+)
 async def test_a_batch_whose_insert_answer_was_lost_is_inserted_again_and_counts_once(
-    engine: ClickHouse,
+    engine: ClickHouse, error: Exception, caplog: pytest.LogCaptureFixture
 ) -> None:
     kafka = MemoryKafka(PARTITIONS)
     async with worker(kafka):
@@ -75,7 +87,7 @@ async def test_a_batch_whose_insert_answer_was_lost_is_inserted_again_and_counts
         await kafka.until(ended(kafka, jobs))
     lifecycle = [e for e in events(kafka) if e.type != "token"]
     s = settings(sink_batch_records=10, sink_flush_s=0.05)
-    cut = AnswerLost(engine, fail_jobs_insert=2)
+    cut = AnswerLost(engine, fail_jobs_insert=2, error=error)
     sink = Sink(s, kafka.producer(), cut, clients=kafka)  # type: ignore[arg-type]
     replayed = SINK_REPLAYED_BATCHES._value.get()
     await sink.start()
@@ -96,3 +108,5 @@ async def test_a_batch_whose_insert_answer_was_lost_is_inserted_again_and_counts
     assert await count(engine, "SELECT uniqExact(job_id) FROM jobs") == len(jobs)
     assert await count(engine, "SELECT count() FROM job_events") == len(lifecycle)
     assert await count(engine, "SELECT sum(jobs) FROM throughput_minutely") == len(jobs)
+    restarts = [r.getMessage() for r in caplog.records if "analytics sink restarts" in r.message]
+    assert len(restarts) == 1, restarts

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -55,6 +56,29 @@ def committed_or_raise(
     if failed is not None:
         raise ck.KafkaException(failed)
     return found
+
+
+def committed_in_callback(
+    c: ck.Consumer, tps: list[ck.TopicPartition], timeout: float = COMMITTED_TIMEOUT_S
+) -> list[ck.TopicPartition]:
+    """``committed_or_raise`` from inside a rebalance callback (on the consumer's thread):
+    transient errors are asked again until ``timeout``; then a ``ConsumeError``, which
+    ``poll`` raises to its caller. A partition's error must never read as "no commit": a
+    caller would then forget the note (the sink's intent) that the commit carries."""
+    give_up = time.monotonic() + timeout
+    backoff = 0.05
+    while True:
+        try:
+            return committed_or_raise(c, tps, max(0.1, give_up - time.monotonic()))
+        except ck.KafkaException as exc:
+            err = exc.args[0]
+            if not is_transient(err) or time.monotonic() + backoff > give_up:
+                raise error_from(
+                    err, "committed offsets of assigned partitions", ConsumeError
+                ) from exc
+            log.info("committed offsets of assigned partitions: %s; asking again", err.str())
+        time.sleep(backoff)
+        backoff = min(backoff * 2, 1.0)
 
 
 def _poll_batch(c: ck.Consumer, max_records: int, timeout: float) -> list[ck.Message]:
@@ -123,7 +147,7 @@ class Consumer:
         def assigned(c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
             if on_assign is None:
                 return
-            on_assign(_by_partition(c.committed(tps, timeout=COMMITTED_TIMEOUT_S) if tps else []))
+            on_assign(_by_partition(committed_in_callback(c, tps) if tps else []))
 
         def revoked(_c: ck.Consumer, tps: list[ck.TopicPartition]) -> None:
             if on_revoke is not None:
