@@ -31,7 +31,7 @@ from services.core.job_log import SEEK_MARGIN_MS
 from services.core.partitioner import partition_for
 from services.core.state_client import StateClient, StateUnavailableError
 from services.gateway.event_filter import EventFilter
-from services.gateway.fanout import Fanout, Subscription
+from services.gateway.fanout import Fanout, FirstEvent, Subscription
 from services.gateway.replay import ReplayReaders
 from services.gateway.stream_item import StreamItem, item_of
 
@@ -41,8 +41,9 @@ log = logging.getLogger(__name__)
 STATE_RETRY_S = 5.0
 YOUNG_JOB_MS = 2_000
 """A job whose id is younger than this may not have reached the fan-out yet."""
-CATCH_UP_S = 0.25
-"""How long a stream of a young job waits for the fan-out before it seeks instead."""
+CATCH_UP_S = 2.0
+"""How long a stream of a young job waits at most for the fan-out to read past the job's
+making before it seeks instead (it seeks at once when the fan-out has read past it)."""
 
 
 class SlowClientError(TokenrelayError):
@@ -105,35 +106,39 @@ class Watches:
             raise _not_found(job_id)
         return Plan(job_id, located.partition, located.first_offset, None, None)
 
-    def _first_recent(self, job_id: str, partitions: int) -> tuple[int, StreamItem] | None:
-        """The job's first event from the fan-out's memory of recent records, if it is there."""
+    def _first_recent(self, job_id: str, partitions: int) -> tuple[int, FirstEvent] | None:
+        """Where the job's first event is, from the fan-out's memory, if it is there."""
         ms = job_id_ms(job_id)
         if ms is None:
             return None
         partition = partition_for(job_id, partitions)
-        rec = self.fanout.first_recent(partition, job_id.encode(), ms - SEEK_MARGIN_MS)
-        item = None if rec is None else item_of(rec)
-        return None if item is None else (partition, item)
+        first = self.fanout.first_recent(partition, job_id.encode(), ms - SEEK_MARGIN_MS)
+        return None if first is None else (partition, first)
 
-    async def _first_soon(self, job_id: str, partitions: int) -> tuple[int, StreamItem] | None:
+    async def _first_soon(self, job_id: str, partitions: int) -> tuple[int, FirstEvent] | None:
         """The first event of a job submitted a moment ago, once the fan-out has read it.
 
         A client that opens the stream right after its 202 usually comes before the
-        fan-out has dispatched the job's ``queued`` event (a few ms behind). Waiting
-        for it costs those ms; a seek instead queues behind the replay readers, which
-        100 streams opening at once made 0.5-1.2 s (``tokenrelay bench steady``).
+        fan-out has dispatched the job's ``queued`` event (a few ms behind; under load,
+        hundreds). Waiting for it costs those ms; a seek instead queues behind the
+        replay readers, which 100 streams opening at once made 0.5-1.2 s (``tokenrelay
+        bench steady``). So the stream waits until the fan-out has read past the time
+        the job was made on its partition (its first record would be in memory by then)
+        or ``CATCH_UP_S`` has gone by, and only then seeks.
         """
         ms = job_id_ms(job_id)
         loop = asyncio.get_running_loop()
         if ms is None or ms < time.time() * 1000 - YOUNG_JOB_MS:
             return None
+        partition = partition_for(job_id, partitions)
         deadline = loop.time() + CATCH_UP_S
         while (left := deadline - loop.time()) > 0:
+            past = self.fanout.read_past(partition, ms + SEEK_MARGIN_MS)
+            first = self._first_recent(job_id, partitions)
+            if first is not None or past:
+                return first
             if not await self.fanout.next_dispatch(left):
                 return None
-            first = self._first_recent(job_id, partitions)
-            if first is not None:
-                return first
         return None
 
     async def _resume(self, job_id: str, who: Principal, after: int, partitions: int) -> Plan:

@@ -125,9 +125,17 @@ async def test_a_job_younger_than_the_fan_out_is_found_in_its_memory_at_once() -
     found = f.first_recent(0, b"a", job_ms - 1000)
     assert found is not None and found.offset == 100
     assert f.first_recent(0, b"a", int(time.time() * 1000) - 60_000) is None, "an older job"
-    # once memory has dropped records it no longer holds a job's whole life
-    f.dispatch([record(0, o, "z", 0)._replace(timestamp_ms=job_ms) for o in (101, 102, 103)])
-    assert f.first_recent(0, b"z", job_ms - 1000) is None
+    # a flood of other jobs' records pushes a job's first record out of memory, not where it is
+    f.dispatch([record(0, o, "z", o)._replace(timestamp_ms=job_ms) for o in range(101, 110)])
+    assert f.recent(0, 100, b"a") is None, "the records are gone"
+    found = f.first_recent(0, b"a", job_ms - 1000)
+    assert found is not None and found.offset == 100
+    z = f.first_recent(0, b"z", job_ms - 1000)
+    assert z is not None and z.offset == 101, "a job's first record, not its latest"
+    # it remembers as many jobs as ``recent`` records a partition, the oldest go first
+    f.dispatch([record(0, 110 + n, f"j{n}", 0)._replace(timestamp_ms=job_ms) for n in range(2)])
+    assert f.first_recent(0, b"a", job_ms - 1000) is None, "the oldest job is forgotten"
+    assert f.first_recent(0, b"j1", job_ms - 1000) is not None
 
 
 async def test_waiting_for_the_next_dispatch() -> None:
@@ -176,3 +184,14 @@ async def test_the_running_fan_out_reads_from_the_live_end_and_says_when_it_cann
         assert [(i.seq, i.offset) for i in sub.take()] == [(3, third.offset)]
     finally:
         await f.stop()
+
+
+async def test_it_says_when_it_has_read_past_a_time_on_a_partition() -> None:
+    """A stream of a young job waits for the fan-out only until it has read past the job's
+    making: had the job's first record come before, the fan-out would remember it."""
+    f = fanout()
+    assert not f.read_past(0, 1_000), "nothing read yet"
+    f.dispatch([record(0, 100, "a", 1)._replace(timestamp_ms=2_000)])
+    assert f.read_past(0, 1_000) and f.read_past(0, 2_000)
+    assert not f.read_past(0, 2_001), "not that far"
+    assert not f.read_past(1, 1_000), "another partition is its own"
