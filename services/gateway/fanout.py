@@ -15,12 +15,12 @@ itself. No gap, no overlap.
 The fan-out also keeps the last ``recent`` records of each partition, so a
 stream that starts shortly before the live position (a job watched right after
 it was submitted, the usual case) takes its gap from memory instead of a read.
-It also remembers where each job it saw begin had its first record, and whose
-job it is, for as many jobs as ``recent`` records a partition: a stream opened
-for such a job starts there with no seek, however many tokens of other jobs
-have gone by since (under a flood of tokens the records themselves are gone
-from memory in a second; 200 streams opened at once had to seek, one after the
-other, for 0.7 s each at the median).
+It also remembers, for as many jobs as ``recent`` records a partition, where
+each job whose first event it read (the submission's ``queued``, seq 0: no clock
+decides it) has that event, and whose job it is: a stream opened for such a job
+starts there with no seek, however many tokens of other jobs have gone by since
+(under a flood of tokens the records themselves leave memory within a second or
+two, and a seek queues behind the replay readers).
 
 Each stream has a bounded buffer. A stream whose buffer fills is cut off (its
 ``cut`` future resolves), so one client that stops reading never slows the
@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
@@ -158,6 +157,10 @@ class Subscription:
         self._wake()
 
 
+FIRST_SEQ = 0
+"""The seq of a job's first event, its submission's ``queued`` (a retry's comes later)."""
+
+
 @dataclass(frozen=True, slots=True)
 class FirstEvent:
     """Where a job's first record is, and whose job it says it is."""
@@ -165,8 +168,9 @@ class FirstEvent:
     partition: int
     offset: int
     tenant: str | None
-    readable: bool
-    """False when that record is not a job event (a poison record): it cannot start a stream."""
+    whole: bool
+    """The record is the job's first event (its submission's ``queued``, seq 0); False for a
+    job the fan-out met later in its life, or a record that is no job event."""
 
 
 class Fanout:
@@ -198,8 +202,6 @@ class Fanout:
         self._stamps: dict[int, int] = {}
         """The timestamp of the last record dispatched from each partition (ms)."""
         self._subs: dict[bytes, set[Subscription]] = {}
-        self._reading_since_ms = float("inf")
-        """When dispatching began (ms since the epoch)."""
         self._dispatched: asyncio.Future[None] | None = None
         """Resolved by the next dispatch, for whoever waits for newer records."""
         self._task: asyncio.Task[None] | None = None
@@ -240,7 +242,6 @@ class Fanout:
         self._recent = {p: deque(maxlen=self._recent_limit) for p in ends}
         self._firsts = OrderedDict()
         self._firsts_limit = max(1, self._recent_limit * len(ends))
-        self._reading_since_ms = time.time() * 1000
 
     def _every_stream(self) -> list[Subscription]:
         return [sub for subs in self._subs.values() for sub in subs]
@@ -306,14 +307,10 @@ class Fanout:
         """Whether the fan-out has dispatched a record of ``partition`` stamped ``ms`` or later."""
         return self._stamps.get(partition, -1) >= ms
 
-    def first_recent(self, partition: int, key: bytes, since_ms: int) -> FirstEvent | None:
-        """Where the job's first record is, if the fan-out saw it: reading began before
-        ``since_ms`` (so the first record it saw of the job is the job's first) and the job
-        is among the last it remembers."""
-        if self._reading_since_ms >= since_ms:
-            return None
+    def first_recent(self, partition: int, key: bytes) -> FirstEvent | None:
+        """Where the job's first event is, if the fan-out read it and still remembers."""
         first = self._firsts.get(key)
-        if first is None or first.partition != partition or not first.readable:
+        if first is None or first.partition != partition or not first.whole:
             return None
         return first
 
@@ -358,9 +355,10 @@ class Fanout:
                 sub.offer(item)
 
     def _remember_first(self, rec: Record) -> None:
-        first = item_of(rec)
+        item = item_of(rec)
+        whole = item is not None and item.type == "queued" and item.seq == FIRST_SEQ
         self._firsts[rec.key or b""] = FirstEvent(
-            rec.partition, rec.offset, None if first is None else first.tenant, first is not None
+            rec.partition, rec.offset, None if item is None else item.tenant, whole
         )
         if len(self._firsts) > self._firsts_limit:
             self._firsts.popitem(last=False)

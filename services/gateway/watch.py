@@ -112,7 +112,7 @@ class Watches:
         if ms is None:
             return None
         partition = partition_for(job_id, partitions)
-        first = self.fanout.first_recent(partition, job_id.encode(), ms - SEEK_MARGIN_MS)
+        first = self.fanout.first_recent(partition, job_id.encode())
         return None if first is None else (partition, first)
 
     async def _first_soon(self, job_id: str, partitions: int) -> tuple[int, FirstEvent] | None:
