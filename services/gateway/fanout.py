@@ -3,8 +3,8 @@
 The consumer is assigned every partition (no group: each gateway reads
 everything) from the live end, and reads ``read_committed`` like every other
 reader of the topic. Each record is looked up by key: a record no stream
-watches costs a dict lookup; a watched one is decoded once and offered to
-every stream of its job.
+watches costs two dict lookups (and the first of each job, one decode); a
+watched one is decoded once and offered to every stream of its job.
 
 The hand-over from replay to live needs no lock: records are dispatched on the
 event loop, a batch at a time, and ``position(partition)`` is the offset of the
