@@ -26,6 +26,7 @@ from services.analytics import forward as analytics_forward
 from services.analytics import service as analytics
 from services.core import gc_pauses, openapi, tracing
 from services.core.access import Access
+from services.core.breakdown import EXIT_BROKEN
 from services.core.cors import install_cors
 from services.core.errors import ConfigError, KafkaError
 from services.core.fatal_signals import load_chdb
@@ -176,6 +177,7 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
         },
     )
     app.state.drains = [part.drain for part in parts if part.drain is not None]
+    app.state.breakdown = rt.breakdown
     install_error_handlers(app)
     openapi.install(app, settings.default_provider)
     for part in parts:
@@ -185,6 +187,11 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
             app.include_router(part.router)
     checks: list[ReadinessCheck] = [probe.readiness for probe in probes]
     checks += [c for part in parts for c in part.checks]
+
+    async def not_broken() -> str | None:
+        return rt.breakdown.reason
+
+    checks.append(not_broken)
     app.include_router(health_router(checks))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_cors(app, settings.cors_origin_list)
@@ -232,6 +239,17 @@ class DrainingServer(uvicorn.Server):
             state.stop_asked = True
         super().handle_exit(sig, frame)
 
+    @property
+    def broken(self) -> str | None:
+        """Why a part of the app stopped for good (``services.core.breakdown``), if one did."""
+        breakdown = getattr(getattr(self.config.app, "state", None), "breakdown", None)
+        return breakdown.reason if breakdown is not None else None
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.broken is not None:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         for sock in sockets or []:
@@ -270,7 +288,10 @@ def serve(
         lifespan="on",
         timeout_graceful_shutdown=30,
     )
-    DrainingServer(config, settle_gc=True).run(sockets=[sock])
+    server = DrainingServer(config, settle_gc=True)
+    server.run(sockets=[sock])
+    if server.broken is not None:
+        raise SystemExit(EXIT_BROKEN)
 
 
 @contextmanager

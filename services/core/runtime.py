@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute
 
 from services.core.access import Access
 from services.core.auth import Principal
+from services.core.breakdown import Breakdown
 from services.core.http import ReadinessCheck
 from services.core.kafka import Admin, Delivered, KafkaClients, Producer
 from services.core.kafka.probe import Probe
@@ -52,6 +53,8 @@ class Runtime:
     """What each tenant spent today and this month, followed from ``tokenrelay.spend``."""
     rates: TenantRates = field(default_factory=TenantRates)
     """Each tenant's jobs per minute in this process (``rpm``)."""
+    breakdown: Breakdown = field(default_factory=Breakdown)
+    """Where a part that stopped for good says so; the process then exits to be replaced."""
     job_streams: JobStreams | None = None
     """The event stream of a job just accepted here, given its 202 body: set by the gateway
     when it runs in this process (``POST /v1/jobs`` with ``Accept: text/event-stream``)."""

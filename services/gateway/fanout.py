@@ -35,6 +35,7 @@ import logging
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
+from services.core.breakdown import Breakdown
 from services.core.errors import KafkaError
 from services.core.kafka import Admin, KafkaClients, Record
 from services.core.metrics import STREAM_CONSUMER_LAG, STREAM_SLOW_CLIENTS_CUT
@@ -190,6 +191,8 @@ class Fanout:
         self._beat_slots = beat_slots(heartbeat_s)
         self._opened = itertools.count()
         self._ticker: asyncio.Task[None] | None = None
+        self.breakdown = Breakdown()
+        """Told when reading stops for good (the process's own, from ``service.create``)."""
         self._admin = admin
         self._buffer_limit = buffer_limit
         self._recent_limit = recent
@@ -232,6 +235,7 @@ class Fanout:
         self._task = asyncio.create_task(self._run(), name="gateway-fanout")
         self._task.add_done_callback(self._ended)
         self._ticker = asyncio.create_task(self._beat(), name="gateway-heartbeat")
+        self.breakdown.watch(self._ticker, "the gateway's heartbeats")
         self._error = None
         log.info("fan-out reading %s from its end (%d partitions)", self.topic, len(ends))
 
@@ -261,8 +265,9 @@ class Fanout:
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("fan-out of %s stopped", self.topic, exc_info=exc)
-            self._error = f"the fan-out stopped: {exc!r}"
+            self._error = f"the fan-out of {self.topic} stopped: {exc!r}"
+            log.error("%s", self._error, exc_info=exc)
+            self.breakdown.report(self._error)
             for sub in self._every_stream():
                 sub.close()
 

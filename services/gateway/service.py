@@ -36,6 +36,7 @@ def create(rt: Runtime) -> ServicePart:
         settings.stream_recent_records,
         settings.stream_heartbeat_s,
     )
+    fanout.breakdown = rt.breakdown
     replays = ReplayReaders(rt.clients, topic, settings.stream_replay_readers)
     watches = Watches(fanout, replays, rt.state)
     rt.job_streams = job_streams(watches)

@@ -51,6 +51,7 @@ from schemas.dead_letter import DeadLetter
 from schemas.events import Completed, ErrorKind, JobEvent, Token
 from schemas.jobs import Priority
 from services.core import tracing
+from services.core.breakdown import Breakdown
 from services.core.errors import DecodeError
 from services.core.ids import now_us
 from services.core.kafka import (
@@ -128,6 +129,8 @@ class WorkerRunner:
         self.concurrency = settings.worker_concurrency
         self.readahead = settings.worker_readahead
         self.tenants = tenants if tenants is not None else TenantPolicies()
+        self.breakdown = Breakdown()
+        """Told when the loop stops for good (the process's own, from ``service.create``)."""
         self.joined = asyncio.Event()
         self.ledger = OffsetLedger()
         self.ready: ReadyQueue[Job] = ReadyQueue(settings.priority_aging_s)
@@ -211,7 +214,7 @@ class WorkerRunner:
             topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost
         )
         self._task = asyncio.create_task(self._loop(), name="worker-loop")
-        self._task.add_done_callback(self._loop_ended)
+        self.breakdown.watch(self._task, "the worker loop")
         if self.fleet_share is not None:
             self._share_task = asyncio.create_task(self.fleet_share.run(), name="budget-share")
         log.info(
@@ -220,10 +223,6 @@ class WorkerRunner:
             ", ".join(topics),
             self.concurrency,
         )
-
-    def _loop_ended(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("the worker loop stopped: %s", exc, exc_info=exc)
 
     def ready_reason(self) -> str | None:
         if self._task is not None and self._task.done() and not self._stopping:

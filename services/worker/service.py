@@ -12,6 +12,7 @@ def create(rt: Runtime) -> ServicePart:
         rt.settings, rt.producer, make_providers(rt.settings), rt.prices, tenants=rt.tenants
     )
     runner.spend = rt.spend  # followed by the process (serve.tenancy_part)
+    runner.breakdown = rt.breakdown
 
     async def ready() -> str | None:
         return runner.ready_reason()

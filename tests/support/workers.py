@@ -59,13 +59,19 @@ WorkerProcess = ChildProcess
 
 @contextmanager
 def child_process(
-    name: str, args: list[str], env: dict[str, str], log_dir: Path, port: int
+    name: str,
+    args: list[str],
+    env: dict[str, str],
+    log_dir: Path,
+    port: int,
+    module: str = "services.cli",
 ) -> Iterator[ChildProcess]:
-    """``tokenrelay <args>`` in a child process, yielded once its ``/readyz`` answers 200."""
+    """``tokenrelay <args>`` (``python -m module``) in a child process, yielded once its
+    ``/readyz`` answers 200."""
     log = log_dir / f"{name}.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args],
+            [sys.executable, "-m", module, *args],
             env={**os.environ, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -101,16 +107,23 @@ def child_process(
 
 
 @contextmanager
-def worker_process(settings: Settings, worker_id: str, log_dir: Path) -> Iterator[ChildProcess]:
+def worker_process(
+    settings: Settings,
+    worker_id: str,
+    log_dir: Path,
+    module: str = "services.cli",
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[ChildProcess]:
     """``tokenrelay serve worker`` in a child process, ready (in its group) when yielded."""
     port = free_port()
     env = {
         **settings_env(settings),
         "TOKENRELAY_WORKER_ID": worker_id,
         "TOKENRELAY_DATA_DIR": str(log_dir / worker_id),
+        **(extra_env or {}),
     }
     args = ["serve", "worker", "--port", str(port)]
-    with child_process(worker_id, args, env, log_dir, port) as worker:
+    with child_process(worker_id, args, env, log_dir, port, module) as worker:
         yield worker
 
 
