@@ -33,7 +33,6 @@ from services.core.http import StrictRequest, read_strict_body
 from services.core.idempotency import idempotency_key
 from services.core.runtime import Runtime
 from services.core.submission import resolve_provider
-from services.gateway.delivery import Outcome, leave_incomplete
 from services.gateway.openai_wire import (
     JOB_ID_HEADER,
     PRIORITY_HEADER,
@@ -46,7 +45,7 @@ from services.gateway.openai_wire import (
     failure,
     priority_of,
 )
-from services.gateway.router import SSE_HEADERS, delivered
+from services.gateway.router import SSE_HEADERS, sse_body
 from services.gateway.sse import HEARTBEAT
 from services.gateway.stream_item import StreamItem
 from services.gateway.submit_stream import placed_plan
@@ -90,16 +89,7 @@ class ChatStream(Response):
             if body:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
 
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-
-        cut = asyncio.get_running_loop().create_future()
-        outcome = await delivered("openai", self._plan, self._watches, write, disconnected(), cut)
-        if outcome is Outcome.ENDED:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        elif outcome is not Outcome.GONE:
-            leave_incomplete()  # the client sees a broken stream and re-attaches by job id
+        await sse_body("openai", self._plan, self._watches, write, receive, send)
 
 
 def chunk_of(writer: ChunkWriter, item: StreamItem) -> bytes:

@@ -198,8 +198,8 @@ class Fanout:
         self._recent_limit = recent
         self._recent: dict[int, deque[Record]] = {}
         self._firsts: OrderedDict[bytes, FirstEvent] = OrderedDict()
-        """The first record of each job seen since reading began, oldest job first."""
-        self._firsts_limit = recent
+        """The first record of each job seen since reading began, oldest job first; as many
+        jobs as ``recent`` records a partition."""
         self._consumer = clients.consumer(f"{topic}-gateway-fanout")
         self._positions: dict[int, int] = {}
         self._stamps: dict[int, int] = {}
@@ -245,7 +245,6 @@ class Fanout:
         self._stamps = {}
         self._recent = {p: deque(maxlen=self._recent_limit) for p in ends}
         self._firsts = OrderedDict()
-        self._firsts_limit = max(1, self._recent_limit * len(ends))
 
     def _every_stream(self) -> list[Subscription]:
         return [sub for subs in self._subs.values() for sub in subs]
@@ -365,7 +364,7 @@ class Fanout:
         self._firsts[rec.key or b""] = FirstEvent(
             rec.partition, rec.offset, None if item is None else item.tenant, whole
         )
-        if len(self._firsts) > self._firsts_limit:
+        if len(self._firsts) > max(1, self._recent_limit * len(self._recent)):
             self._firsts.popitem(last=False)
 
     async def _run(self) -> None:

@@ -204,16 +204,26 @@ class SseStream(Response):
             await send({"type": "http.response.body", "body": body, "more_body": True})
             EVENTS_SENT.inc(len(batch))
 
-        async def disconnected() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
+        await sse_body("sse", self._plan, self._watches, write, receive, send)
 
-        cut = asyncio.get_running_loop().create_future()
-        outcome = await delivered("sse", self._plan, self._watches, write, disconnected(), cut)
-        if outcome is Outcome.ENDED:
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        elif outcome is not Outcome.GONE:
-            leave_incomplete()  # the connection closes without the last chunk: the client resumes
+
+async def sse_body(
+    transport: str, plan: Plan, watches: Watches, write: Write, receive: Receive, send: Send
+) -> None:
+    """The body of an SSE answer whose headers are sent: the job's events until it ends, then
+    the last chunk; a stream cut off or failed closes without it, so the client sees it broke
+    (and resumes with its last id, or re-attaches by job id)."""
+
+    async def disconnected() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    cut = asyncio.get_running_loop().create_future()
+    outcome = await delivered(transport, plan, watches, write, disconnected(), cut)
+    if outcome is Outcome.ENDED:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    elif outcome is not Outcome.GONE:
+        leave_incomplete()
 
 
 async def _serve_websocket(websocket: WebSocket, watches: Watches, plan: Plan) -> None:

@@ -108,9 +108,6 @@ class Watches:
 
     def _first_recent(self, job_id: str, partitions: int) -> tuple[int, FirstEvent] | None:
         """Where the job's first event is, from the fan-out's memory, if it is there."""
-        ms = job_id_ms(job_id)
-        if ms is None:
-            return None
         partition = partition_for(job_id, partitions)
         first = self.fanout.first_recent(partition, job_id.encode())
         return None if first is None else (partition, first)
