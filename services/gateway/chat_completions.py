@@ -33,6 +33,7 @@ from services.core.http import StrictRequest, read_strict_body
 from services.core.idempotency import idempotency_key
 from services.core.runtime import Runtime
 from services.core.submission import resolve_provider
+from services.gateway.delivery import AnswerEndedError
 from services.gateway.openai_wire import (
     JOB_ID_HEADER,
     PRIORITY_HEADER,
@@ -88,33 +89,57 @@ class ChatStream(Response):
             body = b"".join(chunk_of(writer, item) for item in batch) if batch else HEARTBEAT
             if body:
                 await send({"type": "http.response.body", "body": body, "more_body": True})
+            if writer.over:
+                raise AnswerEndedError
 
         await sse_body("openai", self._plan, self._watches, write, receive, send)
 
 
 def chunk_of(writer: ChunkWriter, item: StreamItem) -> bytes:
-    """What one of the job's events adds to the stream (nothing for most but the tokens)."""
+    """What one of the job's events adds to the stream (nothing for most but the tokens).
+
+    Once text went out, the answer is that attempt's: when the job starts over (a
+    provider error it retries, or a worker or broker failure that hands it to a new
+    attempt), a chat stream cannot take the text back, so it ends with an error that
+    says where the job reads whole. Nothing follows an answer's end or error.
+    """
+    if writer.over:
+        return b""
+    if writer.sent_text and item.attempt != writer.attempt and item.type in ("started", "token"):
+        return over(
+            writer, starts_over(writer, "its attempt was cut off (a worker or broker failed)")
+        )
     if item.type == "token":
+        writer.attempt = item.attempt
         return writer.token(orjson.loads(item.raw)["text"])
     if item.type == "completed":
         event = orjson.loads(item.raw)
-        return writer.end(event.get("finish_reason"), event.get("usage"))
+        return over(writer, writer.end(event.get("finish_reason"), event.get("usage")))
     if item.type in ("failed", "cancelled"):
-        return writer.error(failure(orjson.loads(item.raw)))
+        return over(writer, writer.error(failure(orjson.loads(item.raw))))
     if item.type == "retrying" and writer.sent_text:
-        # The text so far came from an attempt that failed; the next attempt starts over,
-        # which a chat stream cannot say. End here: the job goes on and reads whole by id.
         event = orjson.loads(item.raw)
-        return writer.error(
-            OpenAIError(
-                502,
-                f"the provider failed mid-answer ({event.get('message')}); the job is retried: "
-                f"read it whole at /v1/jobs/{item_job(writer)}/events",
-                None,
-                ErrorKind.PROVIDER.value,
-            )
+        return over(
+            writer, starts_over(writer, f"the provider failed mid-answer ({event.get('message')})")
         )
     return b""
+
+
+def starts_over(writer: ChunkWriter, why: str) -> bytes:
+    return writer.error(
+        OpenAIError(
+            502,
+            f"{why}; the job runs again from the start: read it whole at "
+            f"/v1/jobs/{item_job(writer)}/events",
+            None,
+            ErrorKind.PROVIDER.value,
+        )
+    )
+
+
+def over(writer: ChunkWriter, last: bytes) -> bytes:
+    writer.over = True
+    return last
 
 
 def item_job(writer: ChunkWriter) -> str:

@@ -29,6 +29,10 @@ class ClientGoneError(TokenrelayError):
     """A write found the connection closed (the client left between two writes)."""
 
 
+class AnswerEndedError(TokenrelayError):
+    """A write said the answer's last word before the job's end (an OpenAI stream's error)."""
+
+
 class Outcome(StrEnum):
     ENDED = "ended"
     """The job's terminal event was sent, or the gateway is stopping."""
@@ -64,7 +68,7 @@ async def deliver(
         await asyncio.gather(gone, writer, return_exceptions=True)
     if writer.done() and not writer.cancelled():
         exc = writer.exception()
-        if exc is None:
+        if exc is None or isinstance(exc, AnswerEndedError):
             return Outcome.ENDED
         if isinstance(exc, SlowClientError):
             return Outcome.CUT

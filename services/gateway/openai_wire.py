@@ -258,6 +258,10 @@ class ChunkWriter:
     include_usage: bool
     sent_role: bool = False
     sent_text: bool = False
+    attempt: int | None = None
+    """The job's attempt whose text this answer carries (set by its first token)."""
+    over: bool = False
+    """The answer has said its last word: its end, or an error."""
     _frames: list[bytes] = field(default_factory=list)
 
     def _chunk(self, choices: list[dict[str, Any]], **extra: Any) -> bytes:

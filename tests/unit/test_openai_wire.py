@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from schemas.jobs import Priority, ResponseFormat
+from services.gateway.chat_completions import chunk_of
 from services.gateway.openai_wire import (
     ChunkWriter,
     OpenAIError,
@@ -16,6 +17,7 @@ from services.gateway.openai_wire import (
     failure,
     priority_of,
 )
+from services.gateway.stream_item import StreamItem
 
 BODY: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -150,3 +152,57 @@ def test_a_whole_completion() -> None:
     assert body["object"] == "chat.completion"
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "hi", "refusal": None}
     assert body["usage"]["total_tokens"] == 2
+
+
+def item(offset: int, type_: str, attempt: int, **fields: Any) -> StreamItem:
+    raw = orjson.dumps({"type": type_, "job_id": "j", "attempt": attempt, **fields})
+    return StreamItem(offset, type_, attempt, offset, raw)
+
+
+def answer(items: list[StreamItem]) -> tuple[ChunkWriter, list[Any]]:
+    w = ChunkWriter("chatcmpl-j", 1700000000, "m", include_usage=False)
+    return w, frames(b"".join(chunk_of(w, i) for i in items))
+
+
+def texts(chunks: list[Any]) -> str:
+    deltas = [c["choices"][0]["delta"] for c in chunks if isinstance(c, dict) and c.get("choices")]
+    return "".join(d.get("content", "") for d in deltas)
+
+
+@pytest.mark.parametrize(
+    "between",
+    [
+        pytest.param([("retrying", 1, {"error_kind": "provider", "message": "boom"})], id="retry"),
+        pytest.param([("started", 2, {})], id="handed-on"),  # a worker or the broker failed
+        pytest.param([], id="tokens-only"),  # the new attempt's started was not in view
+    ],
+)
+def test_a_job_that_starts_over_after_text_went_out_ends_the_answer_with_an_error(
+    between: list[tuple[str, int, dict[str, Any]]],
+) -> None:
+    first = [item(0, "started", 1), item(1, "token", 1, text="Hel"), item(2, "token", 1, text="l")]
+    middle = [item(3 + i, t, a, **f) for i, (t, a, f) in enumerate(between)]
+    again = [
+        item(10, "token", 2, text="Hi"),
+        item(11, "token", 2, text=" there"),
+        item(12, "completed", 2, content="Hi there", finish_reason="stop"),
+    ]
+    w, chunks = answer([*first, *middle, *again])
+    assert texts(chunks) == "Hell", "no text of the second attempt joins the first's"
+    error = chunks[-1]["error"]
+    assert "/v1/jobs/j/events" in error["message"] and "again" in error["message"]
+    assert "[DONE]" not in chunks and w.over
+
+
+def test_a_retry_before_any_text_goes_on_as_the_answer() -> None:
+    _, chunks = answer(
+        [
+            item(0, "started", 1),
+            item(1, "retrying", 1, error_kind="provider", message="boom"),
+            item(2, "started", 2),
+            item(3, "token", 2, text="Hi"),
+            item(4, "completed", 2, content="Hi", finish_reason="stop"),
+        ]
+    )
+    assert texts(chunks) == "Hi" and chunks[-1] == "[DONE]"
+    assert not any("error" in c for c in chunks if isinstance(c, dict))

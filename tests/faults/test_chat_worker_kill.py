@@ -1,0 +1,80 @@
+"""A chat stream whose worker is killed mid-answer: it ends with an error that says where the
+job reads whole, and never splices the next attempt's text onto the first's.
+
+Two workers; the public face (ingest and gateway) in this process; the official
+``openai`` SDK streams a chat completion, and once a few chunks arrived the worker
+running the job is killed with SIGKILL. The other worker runs the job again as
+attempt 2 from the start. OpenAI's wire has no way to take text back, so what a
+user must get is the first attempt's text so far, then an error naming
+``/v1/jobs/{id}/events``, and the job completed once, readable whole there.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import openai
+import pytest
+
+from schemas.rules import TERMINAL_EVENT_TYPES
+from tests.support.stack import running
+from tests.support.topic_reader import by_job, events_reader, of_type
+from tests.support.workers import worker_process
+
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
+
+TOKENS = 60
+
+
+@pytest.mark.timeout(240)
+async def test_a_chat_stream_cut_by_a_killed_worker_ends_with_an_error_not_spliced_text(  # type: ignore[no-untyped-def]
+    make_settings, tmp_path: Path
+) -> None:
+    settings = make_settings(worker_session_timeout_ms=6000, fake_tokens_per_s=10.0)
+    run = uuid.uuid4().hex[:6]
+    got: list[str] = []
+    with (
+        worker_process(settings, f"wa-{run}", tmp_path) as wa,
+        worker_process(settings, f"wb-{run}", tmp_path) as wb,
+        running(settings, ["ingest", "gateway"]) as base,
+    ):
+        workers = {wa.worker_id: wa, wb.worker_id: wb}
+        sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="key-alice", max_retries=0)
+        async with (
+            sdk,
+            events_reader(settings.kafka_bootstrap, settings.topics.tokens, 3) as log,
+            sdk.chat.completions.with_streaming_response.create(
+                model="fake-1",
+                messages=[{"role": "user", "content": "outlive your worker"}],
+                max_tokens=TOKENS,
+                stream=True,
+            ) as response,
+        ):
+            job_id = response.headers["x-tokenrelay-job-id"]
+            with pytest.raises(openai.APIError) as raised:
+                async for chunk in await response.parse():
+                    got.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+                    if len(got) == 5:
+                        events = await log.until(
+                            lambda ev: bool(of_type(by_job(ev, job_id), "started")),
+                            what="the job started",
+                        )
+                        workers[of_type(by_job(events, job_id), "started")[0].worker_id].kill()
+            events = await log.until(
+                lambda ev: bool(of_type(by_job(ev, job_id), *TERMINAL_EVENT_TYPES)),
+                timeout=90,
+                what="the job ended",
+            )
+
+    mine = by_job(events, job_id)
+    ended = Counter(e.type for e in of_type(mine, *TERMINAL_EVENT_TYPES))
+    assert ended == Counter({"completed": 1}), ended
+    (terminal,) = of_type(mine, "completed")
+    assert terminal.attempt == 2, "the killed attempt was not the one that ended"
+    first = "".join(e.text for e in of_type(mine, "token") if e.attempt == 1)
+    text = "".join(got)
+    assert text and first.startswith(text), "what the stream said is the first attempt's text"
+    assert f"/v1/jobs/{job_id}/events" in raised.value.message
+    assert terminal.content and len(terminal.content) > len(text) / 2
