@@ -17,6 +17,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from tokenrelay_client import AsyncClient, StartedOverError
 
 from schemas.rules import TERMINAL_EVENT_TYPES
 from tests.support.stack import running
@@ -78,3 +79,44 @@ async def test_a_chat_stream_cut_by_a_killed_worker_ends_with_an_error_not_splic
     assert text and first.startswith(text), "what the stream said is the first attempt's text"
     assert f"/v1/jobs/{job_id}/events" in raised.value.message
     assert terminal.content and len(terminal.content) > len(text) / 2
+
+
+@pytest.mark.timeout(240)
+async def test_the_clients_tokens_say_when_a_killed_worker_makes_the_job_start_over(  # type: ignore[no-untyped-def]
+    make_settings, tmp_path: Path
+) -> None:
+    settings = make_settings(worker_session_timeout_ms=6000, fake_tokens_per_s=10.0)
+    run = uuid.uuid4().hex[:6]
+    got: list[str] = []
+    with (
+        worker_process(settings, f"wa-{run}", tmp_path) as wa,
+        worker_process(settings, f"wb-{run}", tmp_path) as wb,
+        running(settings, ["ingest", "gateway"]) as base,
+    ):
+        workers = {wa.worker_id: wa, wb.worker_id: wb}
+        async with (
+            AsyncClient(base, api_key="key-alice", give_up_s=60) as client,
+            events_reader(settings.kafka_bootstrap, settings.topics.tokens, 3) as log,
+        ):
+            job = await client.submit("outlive your worker", max_tokens=TOKENS)
+            with pytest.raises(StartedOverError) as raised:
+                async for text in client.tokens(job.job_id):
+                    got.append(text)
+                    if len(got) == 5:
+                        events = await log.until(
+                            lambda ev: bool(of_type(by_job(ev, job.job_id), "started")),
+                            what="the job started",
+                        )
+                        workers[of_type(by_job(events, job.job_id), "started")[0].worker_id].kill()
+            again = [t async for t in client.tokens(job.job_id, raised.value.last_event_id)]
+            events = await log.until(
+                lambda ev: bool(of_type(by_job(ev, job.job_id), *TERMINAL_EVENT_TYPES)),
+                what="the job ended",
+            )
+
+    (terminal,) = of_type(by_job(events, job.job_id), *TERMINAL_EVENT_TYPES)
+    assert terminal.type == "completed" and terminal.attempt == 2
+    assert raised.value.attempt == 2
+    first = "".join(e.text for e in of_type(by_job(events, job.job_id), "token") if e.attempt == 1)
+    assert first.startswith("".join(got)), "before the error: the first attempt's text only"
+    assert "".join(again) == terminal.content, "from where the error said: the answer, whole"

@@ -2,8 +2,8 @@
 
 Every call is one request of the public API (``docs/api.md``), except
 ``stream`` (which reopens a broken stream after its last event, see
-``resume``), ``tokens`` (the text of its token events), ``wait`` (the stream to
-its end, then the final state) and ``jobs.list`` (every page).
+``resume``), ``tokens`` (the text of its token events, of one attempt), ``wait``
+(the stream to its end, then the final state) and ``jobs.list`` (every page).
 """
 
 from __future__ import annotations
@@ -16,12 +16,31 @@ from typing import Any
 
 import httpx
 
-from tokenrelay_client.errors import TokenrelayError, error_of
+from tokenrelay_client.errors import StartedOverError, TokenrelayError, error_of
 from tokenrelay_client.models import Batch, Event, Job, JobState, TokenEvent, event_of
 from tokenrelay_client.resume import Resume
 from tokenrelay_client.sse import Parser
 
 STREAM_TIMEOUT = httpx.Timeout(30.0, read=60.0)
+
+
+class _OneAttempt:
+    """The text of one attempt of a job: a token of a later one after text went out raises."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.attempt: int | None = None
+        self.last_id: str | None = None
+
+    def text(self, event: Event) -> str | None:
+        if isinstance(event, TokenEvent):
+            if self.attempt is not None and event.attempt != self.attempt:
+                raise StartedOverError(self.job_id, event.attempt, self.last_id)
+            self.attempt = event.attempt
+        self.last_id = event.id
+        return event.text if isinstance(event, TokenEvent) else None
+
+
 """A stream is quiet at most a heartbeat's interval (15 s by default): 60 s of silence is a
 dead connection, which ``stream`` resumes."""
 SETTLE_S = 10.0
@@ -156,10 +175,12 @@ class Client:
             time.sleep(pause)
 
     def tokens(self, job_id: str, last_event_id: str | None = None) -> Iterator[str]:
-        """The text of each token, as it arrives."""
+        """The text of each token, as it arrives, all of one attempt: when the job starts
+        over after text went out (a retry, or a worker that failed), ``StartedOverError``."""
+        one = _OneAttempt(job_id)
         for event in self.stream(job_id, last_event_id):
-            if isinstance(event, TokenEvent):
-                yield event.text
+            if (text := one.text(event)) is not None:
+                yield text
 
     def wait(self, job_id: str) -> JobState:
         """The job's final state, once its stream ended."""
@@ -327,9 +348,10 @@ class AsyncClient:
             await asyncio.sleep(pause)
 
     async def tokens(self, job_id: str, last_event_id: str | None = None) -> AsyncIterator[str]:
+        one = _OneAttempt(job_id)
         async for event in self.stream(job_id, last_event_id):
-            if isinstance(event, TokenEvent):
-                yield event.text
+            if (text := one.text(event)) is not None:
+                yield text
 
     async def wait(self, job_id: str) -> JobState:
         async for _ in self.stream(job_id):

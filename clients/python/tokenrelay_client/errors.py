@@ -34,6 +34,22 @@ class StreamGaveUpError(TokenrelayError):
     """A stream could not be resumed within the client's give-up deadline."""
 
 
+class StartedOverError(TokenrelayError):
+    """The job started over as a new attempt after ``tokens`` yielded text of an earlier one.
+
+    That text is void: the job's answer is the new attempt's. ``tokens(job_id,
+    last_event_id=err.last_event_id)`` goes on with the new attempt's text from its start.
+    """
+
+    def __init__(self, job_id: str, attempt: int, last_event_id: str | None) -> None:
+        super().__init__(
+            0,
+            "started_over",
+            f"job {job_id} started over as attempt {attempt}: the text so far is void",
+        )
+        self.job_id, self.attempt, self.last_event_id = job_id, attempt, last_event_id
+
+
 def error_of(status: int, body: Any) -> TokenrelayError:
     error = body.get("error", {}) if isinstance(body, dict) else {}
     code = str(error.get("code", "error"))
