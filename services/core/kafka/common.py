@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
@@ -121,24 +122,44 @@ def is_transient(err: ck.KafkaError) -> bool:
     return bool(err.retriable()) or err.code() in TRANSIENT_CODES
 
 
+class TransientRetries:
+    """When to ask Kafka again: after a transient error (a leader moving, a coordinator
+    loading, a topic just created), with a pause doubling from 50 ms to 1 s, until
+    ``timeout``; any other error, or one too late for another try, is raised as ``cls``.
+    The schedule of both retry loops: ``retry_transient`` (on the event loop) and
+    ``consumer.committed_in_callback`` (blocking, on the consumer's thread)."""
+
+    def __init__(self, what: str, timeout: float, cls: type[KafkaError] = KafkaError) -> None:
+        self.what, self.cls = what, cls
+        self.give_up = time.monotonic() + timeout
+        self.pause = 0.05
+
+    @property
+    def left_s(self) -> float:
+        """The time left for one more try (at least 0.1 s)."""
+        return max(0.1, self.give_up - time.monotonic())
+
+    def pause_after(self, exc: ck.KafkaException) -> float:
+        """Seconds to wait before the next try; raises ``exc`` as ``cls`` when there is none."""
+        err = exc.args[0]
+        if not is_transient(err) or time.monotonic() + self.pause > self.give_up:
+            raise error_from(err, self.what, self.cls) from exc
+        pause, self.pause = self.pause, min(self.pause * 2, 1.0)
+        return pause
+
+
 async def retry_transient(
     what: str,
     timeout: float,
     attempt: Callable[[], Awaitable[T]],
     cls: type[KafkaError] = KafkaError,
 ) -> T:
-    """``attempt()``, again after transient errors (a leader moving, a topic just created)
-    with a doubling backoff until ``timeout``; other errors and the last one as ``cls``."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout
-    backoff = 0.05
+    """``attempt()``, again after transient errors until ``timeout`` (``TransientRetries``)."""
+    retries = TransientRetries(what, timeout, cls)
     while True:
         try:
             return await attempt()
         except ck.KafkaException as exc:
-            err = exc.args[0]
-            if not is_transient(err) or loop.time() + backoff > give_up:
-                raise error_from(err, what, cls) from exc
-            _log.debug("%s: %s; retrying in %.2fs", what, err.str(), backoff)
-        await asyncio.sleep(backoff)
-        backoff = min(backoff * 2, 1.0)
+            pause = retries.pause_after(exc)
+            _log.debug("%s: %s; retrying in %.2fs", what, exc.args[0].str(), pause)
+        await asyncio.sleep(pause)

@@ -23,6 +23,7 @@ from services.core.kafka.common import (
     Committed,
     Record,
     TopicPartition,
+    TransientRetries,
     _rdkafka_log,
     coordinates,
     error_from,
@@ -65,20 +66,15 @@ def committed_in_callback(
     transient errors are asked again until ``timeout``; then a ``ConsumeError``, which
     ``poll`` raises to its caller. A partition's error must never read as "no commit": a
     caller would then forget the note (the sink's intent) that the commit carries."""
-    give_up = time.monotonic() + timeout
-    backoff = 0.05
+    what = "committed offsets of assigned partitions"
+    retries = TransientRetries(what, timeout, ConsumeError)
     while True:
         try:
-            return committed_or_raise(c, tps, max(0.1, give_up - time.monotonic()))
+            return committed_or_raise(c, tps, retries.left_s)
         except ck.KafkaException as exc:
-            err = exc.args[0]
-            if not is_transient(err) or time.monotonic() + backoff > give_up:
-                raise error_from(
-                    err, "committed offsets of assigned partitions", ConsumeError
-                ) from exc
-            log.info("committed offsets of assigned partitions: %s; asking again", err.str())
-        time.sleep(backoff)
-        backoff = min(backoff * 2, 1.0)
+            pause = retries.pause_after(exc)
+            log.info("%s: %s; asking again", what, exc.args[0].str())
+        time.sleep(pause)
 
 
 def _poll_batch(c: ck.Consumer, max_records: int, timeout: float) -> list[ck.Message]:
