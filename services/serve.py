@@ -26,6 +26,7 @@ from services.analytics import forward as analytics_forward
 from services.analytics import service as analytics
 from services.core import gc_pauses, openapi, tracing
 from services.core.access import Access
+from services.core.after_response import AfterResponse
 from services.core.breakdown import EXIT_BROKEN
 from services.core.cors import install_cors
 from services.core.errors import ConfigError, KafkaError
@@ -39,6 +40,7 @@ from services.core.http import (
 )
 from services.core.kafka import Admin, KafkaClients
 from services.core.kafka.probe import Probe, kafka_answers, workers_in_group
+from services.core.lean_http import LeanHttpToolsProtocol
 from services.core.prices import load_prices
 from services.core.runtime import Runtime, ServicePart
 from services.core.settings import Settings
@@ -195,6 +197,7 @@ def build_app(settings: Settings, names: list[str]) -> FastAPI:
     app.include_router(health_router(checks))
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_cors(app, settings.cors_origin_list)
+    app.add_middleware(AfterResponse)  # the outermost of ours: see its module
     return app
 
 
@@ -283,6 +286,7 @@ def serve(
     app = build_app(settings, names)
     config = uvicorn.Config(
         app,
+        http=LeanHttpToolsProtocol,
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -307,6 +311,7 @@ def serving_in_thread(
         build_app(settings, names),
         host="127.0.0.1",
         port=port,
+        http=LeanHttpToolsProtocol,
         log_config=None,
         access_log=False,
         lifespan="on",

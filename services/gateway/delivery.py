@@ -1,10 +1,10 @@
 """Writing a stream to one client, SSE or websocket, and cutting it off when it stalls.
 
 A write to a client that stopped reading blocks (the server waits for its socket
-to drain), so the write runs in its own task next to two watchers: the client
-going away, and the stream's ``cut`` future, which the fan-out resolves when the
-stream's buffer overflows. Whichever comes first decides the ``Outcome``; a cut
-aborts the blocked write.
+to drain). Two things end a stream from outside its writes: the client going
+away (a task watches for it) and the stream's ``cut`` future, which the fan-out
+resolves when the stream's buffer overflows. Either cancels the stream's task
+where it waits, a blocked write included; the first one decides the ``Outcome``.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from enum import StrEnum
+from typing import Any
 
 from services.core.errors import TokenrelayError
 from services.gateway.stream_item import StreamItem
@@ -50,33 +51,59 @@ async def deliver(
     disconnected: Awaitable[None],
     cut: asyncio.Future[None],
 ) -> Outcome:
-    """Write every batch until the stream ends, the client leaves, or it is cut off."""
+    """Write every batch until the stream ends, the client leaves, or it is cut off.
 
-    async def run() -> None:
+    The writes run in the caller's task; the client going away or ``cut`` cancels it
+    wherever it waits (for the next batch or in a blocked write). The watcher of
+    ``disconnected`` is the one task a stream adds: a writer task of its own, with
+    ``asyncio.wait`` and its futures, cost an idle stream about 1.5 KB more.
+    """
+    me = asyncio.current_task()
+    assert me is not None
+    gone = asyncio.ensure_future(disconnected)
+    interrupt = _Interrupt(me)
+    gone.add_done_callback(interrupt)
+    cut.add_done_callback(interrupt)
+    try:
         async with aclosing(batches) as stream:
             async for batch in stream:
                 await write(batch)
-
-    writer = asyncio.create_task(run())
-    gone = asyncio.ensure_future(disconnected)
-    try:
-        await asyncio.wait({writer, gone, cut}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in (gone, writer):
-            if not task.done():
-                task.cancel()
-        await asyncio.gather(gone, writer, return_exceptions=True)
-    if writer.done() and not writer.cancelled():
-        exc = writer.exception()
-        if exc is None or isinstance(exc, AnswerEndedError):
-            return Outcome.ENDED
-        if isinstance(exc, SlowClientError):
-            return Outcome.CUT
-        if isinstance(exc, ClientGoneError):
-            return Outcome.GONE
+                del batch  # an idle stream keeps no batch it sent
+    except asyncio.CancelledError:
+        if not interrupt.fired or me.uncancel() > 0:
+            raise  # not ours: the server cancels the request
+        return Outcome.CUT if cut.done() else Outcome.GONE
+    except AnswerEndedError:
+        return Outcome.ENDED
+    except SlowClientError:
+        return Outcome.CUT
+    except ClientGoneError:
+        return Outcome.GONE
+    except Exception as exc:
         log.warning("stream failed: %s", exc, exc_info=exc)
         return Outcome.FAILED
-    return Outcome.CUT if cut.done() else Outcome.GONE
+    finally:
+        interrupt.armed = False
+        cut.remove_done_callback(interrupt)
+        gone.cancel()
+        await asyncio.gather(gone, return_exceptions=True)
+    return Outcome.ENDED
+
+
+class _Interrupt:
+    """Cancels the stream's task once, when the client leaves or the stream is cut off."""
+
+    __slots__ = ("armed", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.armed = True
+        self.fired = False
+
+    def __call__(self, _: asyncio.Future[Any]) -> None:
+        if self.armed and not self.fired:
+            self.fired = True
+            self.task.cancel()
 
 
 _left_incomplete: contextvars.ContextVar[bool] = contextvars.ContextVar(

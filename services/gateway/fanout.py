@@ -94,7 +94,8 @@ class Subscription:
         self.live_from = live_from
         """The offset of the first record this subscription receives."""
         self._limit = limit
-        self._buffer: deque[StreamItem] = deque()
+        self._buffer: list[StreamItem] | None = None
+        """None while empty: an idle stream keeps no empty container (a deque is 600 B)."""
         self._waiter: asyncio.Future[None] | None = None
         self._quiet = True
         self.woken = False
@@ -128,14 +129,17 @@ class Subscription:
         if self.overflowed or self.closed:
             return
         self._quiet = False
-        if len(self._buffer) >= self._limit:
+        buffer = self._buffer
+        if buffer is None:
+            buffer = self._buffer = []
+        if len(buffer) >= self._limit:
             self.overflowed = True
-            self._buffer.clear()
+            self._buffer = None
             if self.live and not self.cut.done():
                 STREAM_SLOW_CLIENTS_CUT.inc()
                 self.cut.set_result(None)
         else:
-            self._buffer.append(item)
+            buffer.append(item)
         self._wake()
 
     def beat(self) -> None:
@@ -147,8 +151,8 @@ class Subscription:
 
     def take(self) -> list[StreamItem]:
         """Everything buffered, oldest first."""
-        items = list(self._buffer)
-        self._buffer.clear()
+        items = self._buffer or []
+        self._buffer = None
         self.woken = False
         return items
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Mapping
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Header, Query, Request, Security, WebSocket, WebSocketDisconnect
@@ -22,6 +23,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from starlette.types import Receive, Scope, Send
 
 from services.core.access import API_KEY, BEARER, STREAM_TOKEN, Access
+from services.core.after_response import continue_after
 from services.core.auth import Principal
 from services.core.cors import origin_refused, websocket_origin_allowed
 from services.core.errors import ApiError
@@ -186,7 +188,12 @@ def make_router(rt: Runtime, watches: Watches) -> APIRouter:
 
 
 class SseStream(Response):
-    """The ASGI response of one SSE stream."""
+    """The ASGI response of one SSE stream.
+
+    Its start goes through the middleware stack like any answer's; the events
+    follow once the stack returned (``continue_after``), so an idle stream holds
+    no middleware's frame.
+    """
 
     media_type = "text/event-stream"
 
@@ -198,13 +205,21 @@ class SseStream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         await send({"type": "http.response.body", "body": retry_hint(), "more_body": True})
+        # The stream needs neither this response nor the frames of the stack that sent it.
+        rest = partial(_sse_events, self._watches, self._plan, receive, send)
+        if not continue_after(scope, rest):
+            await rest()
 
-        async def write(batch: list[StreamItem]) -> None:
-            body = b"".join(item.sse for item in batch) if batch else HEARTBEAT
-            await send({"type": "http.response.body", "body": body, "more_body": True})
-            EVENTS_SENT.inc(len(batch))
 
-        await sse_body("sse", self._plan, self._watches, write, receive, send)
+async def _sse_events(watches: Watches, plan: Plan, receive: Receive, send: Send) -> None:
+    """The job's events after the stream's start, until the stream ends."""
+
+    async def write(batch: list[StreamItem]) -> None:
+        body = b"".join(item.sse for item in batch) if batch else HEARTBEAT
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        EVENTS_SENT.inc(len(batch))
+
+    await sse_body("sse", plan, watches, write, receive, send)
 
 
 async def sse_body(
@@ -223,7 +238,7 @@ async def sse_body(
     if outcome is Outcome.ENDED:
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     elif outcome is not Outcome.GONE:
-        leave_incomplete()
+        leave_incomplete()  # the connection closes without the last chunk: the client resumes
 
 
 async def _serve_websocket(websocket: WebSocket, watches: Watches, plan: Plan) -> None:

@@ -19,6 +19,8 @@ from services.gateway.stream_item import StreamItem
 
 
 class StreamSpan:
+    __slots__ = ("_began_ns", "_last", "_parent", "_run_parent", "_sent", "job_id", "transport")
+
     def __init__(self, job_id: str, transport: str) -> None:
         self.job_id, self.transport = job_id, transport
         self._began_ns = time.time_ns()

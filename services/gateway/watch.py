@@ -193,14 +193,15 @@ class Watches:
         flt = EventFilter(plan.after)
         if plan.seed is not None:
             flt.seed(plan.seed)
-        sub, replayed = await self._caught_up(plan, flt, cut)
+        sub, batch = await self._caught_up(plan, flt, cut)
         try:
-            if replayed:
-                yield replayed
+            if batch:
+                yield batch
             if flt.ended:
                 return
             sub.live = True
             while True:
+                batch = []  # an idle stream keeps none of what it sent
                 await sub.wait()
                 if sub.overflowed:
                     raise SlowClientError

@@ -171,3 +171,24 @@ async def test_a_quiet_stream_gets_heartbeats(make_settings: Any) -> None:
     assert len(beats) >= 3, "a second between tokens holds several 0.2 s heartbeats"
     assert any(tokens[0] < b < tokens[-1] for b in beats), "between events, not only at the end"
     assert "event: completed" in lines
+
+
+OPEN_SSE = 'tokenrelay_streams_open{transport="sse"} '
+
+
+def _open_streams(metrics: httpx.Response) -> float:
+    lines = [x for x in metrics.text.splitlines() if x.startswith(OPEN_SSE)]
+    return float(lines[0].rsplit(" ", 1)[1]) if lines else 0.0
+
+
+async def test_a_client_that_leaves_a_quiet_stream_frees_it(stack: str) -> None:
+    async with httpx.AsyncClient(base_url=stack, timeout=60) as c:
+        before = _open_streams(await c.get("/metrics"))
+        job = await submit(c, prompt="quiet", max_tokens=3, provider_options={"tokens_per_s": 0.5})
+        events = await read_events_async(c, events_url(job), ALICE, limit=2)
+        assert [e.event for e in events] == ["queued", "started"]
+        await until(lambda: c.get("/metrics"), lambda r: _open_streams(r) == before)
+        resumed = await read_events_async(
+            c, events_url(job), {**ALICE, "Last-Event-ID": str(events[-1].id)}, limit=1
+        )
+    assert resumed[0].event == "token" and resumed[0].data["index"] == 1
