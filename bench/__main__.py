@@ -7,7 +7,7 @@ import sys
 
 from bench import aggregator_drain, gateway_fanout, job_state, worker_scheduling
 
-IN_OWN_PROCESS = ("bench.analytics_sink", "bench.analytics_rollup")
+IN_OWN_PROCESS = ("bench.analytics_sink", "bench.sink_pieces", "bench.analytics_rollup")
 """chDB allows one data directory per process, and each of these opens a fresh one."""
 
 

@@ -13,14 +13,17 @@ this process and on the sink's own functions, each step a batch takes:
   split into the engine's own time (``chdb`` query calls) and the driver's Python around it.
 
 Each figure is the median over ``--rounds`` (the first insert round warms chDB up and is left
-out). The sink's poll (librdkafka and a ``Record`` per message) is not here: see
-``bench.analytics_sink``'s steps. One table and one JSON line at the end.
+out). The garbage collector is set as in a served process (``settle_garbage_collector``), and
+each round's objects are freed before the next. The sink's poll (librdkafka and a ``Record``
+per message) is not here: see ``bench.analytics_sink``'s steps. One table and one JSON line at
+the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import statistics
 import time
 from typing import Any
@@ -44,6 +47,7 @@ from services.analytics.rows import (
 from services.core.kafka import Record
 from services.core.prices import load_prices
 from services.core.settings import Settings
+from services.serve import settle_garbage_collector
 
 TARGET_ROWS_PER_S = 100_000
 START_US = 1_765_000_000_000_000
@@ -151,6 +155,8 @@ async def run(jobs: int, rounds: int, url: str) -> dict[str, Any]:
         data = {"job_events": ev_rows.data, "jobs": job_rows.data}
         sw.stop("transpose")
         await insert_round(url, n, data, sw)
+        del events, ev_rows, job_rows, data
+        gc.collect()
         console.print(f"  round {n}/{rounds}: decode {sw.got['decode'][-1]:.2f}s")
     medians = {
         name: statistics.median(s[1:] if len(s) > rounds else s) for name, s in sw.got.items()
@@ -168,6 +174,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     cfg = parse_args(argv)
     host = host_line()
+    settle_garbage_collector()  # as the public face, which runs the sink, does
     with fresh_chdb_dir(None, False) as chdb_dir:
         result = asyncio.run(run(cfg.jobs, cfg.rounds, f"chdb://{chdb_dir}"))
     secs, n_rec, n_rows = result["seconds"], result["records"], result["rows"]
