@@ -101,14 +101,17 @@ def chunk_of(writer: ChunkWriter, item: StreamItem) -> bytes:
     Once text went out, the answer is that attempt's: when the job starts over (a
     provider error it retries, or a worker or broker failure that hands it to a new
     attempt), a chat stream cannot take the text back, so it ends with an error that
-    says where the job reads whole. Nothing follows an answer's end or error.
+    says where the job reads whole; events of an earlier attempt are skipped. Nothing
+    follows an answer's end or error.
     """
     if writer.over:
         return b""
-    if writer.sent_text and item.attempt != writer.attempt and item.type in ("started", "token"):
-        return over(
-            writer, starts_over(writer, "its attempt was cut off (a worker or broker failed)")
-        )
+    if writer.attempt is not None and item.attempt != writer.attempt:
+        if item.attempt < writer.attempt:
+            return b""  # a worker that had not yet stopped when its job moved on
+        if item.type in ("started", "token"):
+            why = "its attempt was cut off (a worker or broker failed)"
+            return over(writer, starts_over(writer, why))
     if item.type == "token":
         writer.attempt = item.attempt
         return writer.token(orjson.loads(item.raw)["text"])

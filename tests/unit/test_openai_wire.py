@@ -206,3 +206,16 @@ def test_a_retry_before_any_text_goes_on_as_the_answer() -> None:
     )
     assert texts(chunks) == "Hi" and chunks[-1] == "[DONE]"
     assert not any("error" in c for c in chunks if isinstance(c, dict))
+
+
+def test_events_of_an_earlier_attempt_after_the_answer_began_are_skipped() -> None:
+    _, chunks = answer(
+        [
+            item(0, "started", 2),
+            item(1, "token", 2, text="Hi"),
+            item(2, "token", 1, text="stale"),  # a worker that had not stopped yet
+            item(3, "token", 2, text="!"),
+            item(4, "completed", 2, content="Hi!", finish_reason="stop"),
+        ]
+    )
+    assert texts(chunks) == "Hi!" and chunks[-1] == "[DONE]"

@@ -22,10 +22,16 @@ from tokenrelay_client.resume import Resume
 from tokenrelay_client.sse import Parser
 
 STREAM_TIMEOUT = httpx.Timeout(30.0, read=60.0)
+"""A stream is quiet at most a heartbeat's interval (15 s by default): 60 s of silence is a
+dead connection, which ``stream`` resumes."""
+SETTLE_S = 10.0
+"""How long ``wait`` polls for the job state to show the end its stream already showed."""
 
 
 class _OneAttempt:
-    """The text of one attempt of a job: a token of a later one after text went out raises."""
+    """The text of one attempt of a job. A token of a later attempt, once text went out,
+    raises; one of an earlier attempt (from a worker that had not yet stopped when its job
+    moved on) is skipped."""
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
@@ -33,18 +39,14 @@ class _OneAttempt:
         self.last_id: str | None = None
 
     def text(self, event: Event) -> str | None:
+        text = None
         if isinstance(event, TokenEvent):
-            if self.attempt is not None and event.attempt != self.attempt:
+            if self.attempt is None or event.attempt == self.attempt:
+                self.attempt, text = event.attempt, event.text
+            elif event.attempt > self.attempt:
                 raise StartedOverError(self.job_id, event.attempt, self.last_id)
-            self.attempt = event.attempt
         self.last_id = event.id
-        return event.text if isinstance(event, TokenEvent) else None
-
-
-"""A stream is quiet at most a heartbeat's interval (15 s by default): 60 s of silence is a
-dead connection, which ``stream`` resumes."""
-SETTLE_S = 10.0
-"""How long ``wait`` polls for the job state to show the end its stream already showed."""
+        return text
 
 
 def _body(resp: httpx.Response) -> Any:
