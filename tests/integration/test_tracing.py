@@ -64,4 +64,6 @@ def test_a_job_is_one_trace_from_submit_to_its_last_streamed_event(
     assert run.attributes["tokenrelay.attempt"] == 1
     assert stream.attributes["tokenrelay.events_sent"] == len(events)
     assert stream.attributes["tokenrelay.last_event"] == "completed"
-    assert submit.start_ns <= run.start_ns <= run.end_ns <= stream.end_ns
+    # The run and the stream both end once the job's terminal event is committed, in two
+    # processes: either may close its span first.
+    assert submit.start_ns <= run.start_ns <= stream.end_ns and run.start_ns <= run.end_ns

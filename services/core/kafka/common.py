@@ -104,6 +104,10 @@ TRANSIENT_CODES = frozenset(
         ck.KafkaError.NOT_LEADER_FOR_PARTITION,
         ck.KafkaError.LEADER_NOT_AVAILABLE,
         ck.KafkaError.UNKNOWN_TOPIC_OR_PART,
+        # librdkafka's own "unknown partition/topic": its metadata does not yet show a topic
+        # just created (a follower's first watermarks, moments after ensure_topics)
+        ck.KafkaError._UNKNOWN_PARTITION,
+        ck.KafkaError._UNKNOWN_TOPIC,
         ck.KafkaError.REQUEST_TIMED_OUT,
         ck.KafkaError._TRANSPORT,
         ck.KafkaError._TIMED_OUT,
