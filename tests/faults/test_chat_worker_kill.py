@@ -11,7 +11,6 @@ user must get is the first attempt's text so far, then an error naming
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -19,14 +18,25 @@ import openai
 import pytest
 from tokenrelay_client import AsyncClient, StartedOverError
 
+from schemas.events import JobEvent
 from schemas.rules import TERMINAL_EVENT_TYPES
-from tests.support.stack import running
-from tests.support.topic_reader import by_job, events_reader, of_type
-from tests.support.workers import worker_process
+from tests.support.topic_reader import TopicReader, by_job, events_reader, of_type
+from tests.support.workers import ChildProcess, two_workers_and_ingest
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
 TOKENS = 60
+PUBLIC = ("ingest", "gateway")
+
+
+async def kill_the_worker_running(
+    job_id: str, log: TopicReader[JobEvent], workers: dict[str, ChildProcess]
+) -> None:
+    """kill -9 of the worker that started ``job_id``, once its ``started`` event is read."""
+    events = await log.until(
+        lambda ev: bool(of_type(by_job(ev, job_id), "started")), what="the job started"
+    )
+    workers[of_type(by_job(events, job_id), "started")[0].worker_id].kill()
 
 
 @pytest.mark.timeout(240)
@@ -34,13 +44,8 @@ async def test_a_chat_stream_cut_by_a_killed_worker_ends_with_an_error_not_splic
     make_settings, tmp_path: Path
 ) -> None:
     settings = make_settings(worker_session_timeout_ms=6000, fake_tokens_per_s=10.0)
-    run = uuid.uuid4().hex[:6]
     got: list[str] = []
-    with (
-        worker_process(settings, f"wa-{run}", tmp_path) as wa,
-        worker_process(settings, f"wb-{run}", tmp_path) as wb,
-        running(settings, ["ingest", "gateway"]) as base,
-    ):
+    with two_workers_and_ingest(settings, tmp_path, PUBLIC) as (wa, wb, base):
         workers = {wa.worker_id: wa, wb.worker_id: wb}
         sdk = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="key-alice", max_retries=0)
         async with (
@@ -58,11 +63,7 @@ async def test_a_chat_stream_cut_by_a_killed_worker_ends_with_an_error_not_splic
                 async for chunk in await response.parse():
                     got.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
                     if len(got) == 5:
-                        events = await log.until(
-                            lambda ev: bool(of_type(by_job(ev, job_id), "started")),
-                            what="the job started",
-                        )
-                        workers[of_type(by_job(events, job_id), "started")[0].worker_id].kill()
+                        await kill_the_worker_running(job_id, log, workers)
             events = await log.until(
                 lambda ev: bool(of_type(by_job(ev, job_id), *TERMINAL_EVENT_TYPES)),
                 timeout=90,
@@ -86,13 +87,8 @@ async def test_the_clients_tokens_say_when_a_killed_worker_makes_the_job_start_o
     make_settings, tmp_path: Path
 ) -> None:
     settings = make_settings(worker_session_timeout_ms=6000, fake_tokens_per_s=10.0)
-    run = uuid.uuid4().hex[:6]
     got: list[str] = []
-    with (
-        worker_process(settings, f"wa-{run}", tmp_path) as wa,
-        worker_process(settings, f"wb-{run}", tmp_path) as wb,
-        running(settings, ["ingest", "gateway"]) as base,
-    ):
+    with two_workers_and_ingest(settings, tmp_path, PUBLIC) as (wa, wb, base):
         workers = {wa.worker_id: wa, wb.worker_id: wb}
         async with (
             AsyncClient(base, api_key="key-alice", give_up_s=60) as client,
@@ -103,11 +99,7 @@ async def test_the_clients_tokens_say_when_a_killed_worker_makes_the_job_start_o
                 async for text in client.tokens(job.job_id):
                     got.append(text)
                     if len(got) == 5:
-                        events = await log.until(
-                            lambda ev: bool(of_type(by_job(ev, job.job_id), "started")),
-                            what="the job started",
-                        )
-                        workers[of_type(by_job(events, job.job_id), "started")[0].worker_id].kill()
+                        await kill_the_worker_running(job.job_id, log, workers)
             again = [t async for t in client.tokens(job.job_id, raised.value.last_event_id)]
             events = await log.until(
                 lambda ev: bool(of_type(by_job(ev, job.job_id), *TERMINAL_EVENT_TYPES)),

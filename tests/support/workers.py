@@ -129,13 +129,14 @@ def worker_process(
 
 @contextmanager
 def two_workers_and_ingest(
-    settings: Settings, log_dir: Path
+    settings: Settings, log_dir: Path, parts: tuple[str, ...] = ("ingest",)
 ) -> Iterator[tuple[WorkerProcess, WorkerProcess, str]]:
-    """Two worker processes in one group, and ingest in this process: (a, b, base URL)."""
+    """Two worker processes in one group, and ingest (or ``parts``) in this process:
+    (a, b, base URL)."""
     run = uuid.uuid4().hex[:6]
     with (
         worker_process(settings, f"wa-{run}", log_dir) as wa,
         worker_process(settings, f"wb-{run}", log_dir) as wb,
-        running(settings, ["ingest"]) as base,
+        running(settings, list(parts)) as base,
     ):
         yield wa, wb, base
