@@ -76,7 +76,7 @@ def probes_for(admin: Admin, settings: Settings, names: list[str]) -> list[Probe
 
 def tenancy_part(rt: Runtime) -> ServicePart:
     """Every process follows the tenants' policies, the run-time keys and the spend."""
-    follower = TenancyFollower(rt.settings, rt.clients, rt.tenants, rt.keys, rt.spend)
+    follower = TenancyFollower(rt.settings, rt.clients, rt.tenants, rt.keys, rt.spend, rt.breakdown)
 
     async def ready() -> str | None:
         return follower.ready_reason()
@@ -113,7 +113,7 @@ def _lifespan(
             rt.settings, lambda: getattr(app.state, "stop_asked", False)
         )
         for probe in probes:
-            probe.start()
+            probe.start(rt.breakdown)
         rt.producer.start()
         started: list[ServicePart] = []
         try:

@@ -62,7 +62,7 @@ def create(rt: Runtime) -> ServicePart:
         spend_engine = await ClickHouse.open(url, db, budget(100_000, 10.0), "spend")
         opened.append(spend_engine)
         spend.append(SpendPublisher(spend_engine, rt.producer, settings.topics.spend))
-        spend[0].start()
+        spend[0].start(rt.breakdown)
 
     async def stop() -> None:
         if spend:

@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from schemas.tenants import TenantSpend
 from services.analytics.clickhouse import ClickHouse
+from services.core.breakdown import Breakdown
 from services.core.errors import ClickHouseError, KafkaError
 from services.core.ids import now_us
 from services.core.kafka import Producer
@@ -73,8 +74,9 @@ class SpendPublisher:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
 
-    def start(self) -> None:
+    def start(self, breakdown: Breakdown) -> None:
         self._task = asyncio.create_task(self._run(), name="spend")
+        breakdown.watch(self._task, "the spend publisher")
 
     async def stop(self) -> None:
         if self._task is not None:

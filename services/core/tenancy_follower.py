@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 
 from schemas.tenants import ApiKeyRecord, TenantPolicy, TenantSpend
+from services.core.breakdown import Breakdown
 from services.core.kafka import KafkaClients, Record
 from services.core.kafka.follower import PartitionFollower
 from services.core.settings import Settings
@@ -40,8 +41,10 @@ class TenancyFollower:
         tenants: TenantPolicies,
         keys: KeyRing,
         spend: SpendBook,
+        breakdown: Breakdown,
     ) -> None:
         t = settings.topics
+        self._breakdown = breakdown
         self._apply: dict[str, Callable[[Record], None]] = {
             t.tenants: self._tenant,
             t.keys: self._key,
@@ -63,7 +66,7 @@ class TenancyFollower:
         return "tenancy: reading the tenants, keys and spend topics"
 
     async def start(self) -> None:
-        await self._follower.start((topic, 0) for topic in self._apply)
+        await self._follower.start(((topic, 0) for topic in self._apply), self._breakdown)
         # The parts start after this one: a worker would otherwise start its first jobs
         # with no caps or budgets, and ingest admit with no quotas, until the topics are read.
         try:

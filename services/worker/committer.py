@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.core.breakdown import Breakdown
 from services.core.kafka import (
     OutRecord,
     TopicPartition,
@@ -87,8 +88,9 @@ class Committer:
             return None
         return f"transactions have failed for {failing_for:.0f}s: {error}"
 
-    def start(self) -> None:
+    def start(self, breakdown: Breakdown) -> None:
         self._task = asyncio.create_task(self._run(), name="committer")
+        breakdown.watch(self._task, "the committer")
 
     async def settle(self, tp: TopicPartition, offset: int, records: list[OutRecord]) -> None:
         """Publish ``records`` and mark the job at ``tp``@``offset`` ended, atomically."""

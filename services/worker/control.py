@@ -32,6 +32,7 @@ from pydantic import ValidationError
 
 from schemas.commands import JobCommand
 from schemas.control import Cancel, CancelBatch, Control, PauseBatch, ResumeBatch, parse_control
+from services.core.breakdown import Breakdown
 from services.core.kafka import KafkaClients, Record
 from services.core.kafka.follower import PartitionFollower
 
@@ -163,8 +164,8 @@ class ControlListener:
         )
         self.caught_up = self._follower.caught_up
 
-    async def start(self, partitions: int) -> None:
-        await self._follower.start((self.topic, p) for p in range(partitions))
+    async def start(self, partitions: int, breakdown: Breakdown) -> None:
+        await self._follower.start(((self.topic, p) for p in range(partitions)), breakdown)
 
     def _caught_up(self) -> None:
         log.info("control topic read: %d instructions known", len(self.registry))

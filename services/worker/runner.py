@@ -193,8 +193,8 @@ class WorkerRunner:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         await self._txn.start()
-        self.committer.start()
-        await self.control.start(self.settings.topic_partitions)
+        self.committer.start(self.breakdown)
+        await self.control.start(self.settings.topic_partitions, self.breakdown)
         await self._consumer.start()
 
         def on_assign(committed: dict[TopicPartition, Committed]) -> None:
@@ -217,6 +217,7 @@ class WorkerRunner:
         self.breakdown.watch(self._task, "the worker loop")
         if self.fleet_share is not None:
             self._share_task = asyncio.create_task(self.fleet_share.run(), name="budget-share")
+            self.breakdown.watch(self._share_task, "the budget share")
         log.info(
             "worker %s consuming %s, concurrency %d",
             self.settings.worker_id,

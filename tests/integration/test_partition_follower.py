@@ -1,5 +1,6 @@
 """``PartitionFollower``: a process's in-memory copy of a small topic is read whole, and
-counts as read even where the last offsets carry no record."""
+counts as read even where the last offsets carry no record; a following that breaks
+is reported, not left to serve a stale copy."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import confluent_kafka as ck
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from services.core.breakdown import Breakdown
 from services.core.kafka import (
     Admin,
     Consumer,
@@ -45,7 +47,7 @@ async def test_every_record_is_applied_in_order_then_new_ones_live(kafka_bootstr
             await producer.send(topic, f"k{i % 5}", f"v{i}".encode())
     seen: list[Record] = []
     follower = _follower(kafka_bootstrap, seen)
-    await follower.start([(topic, 0), (topic, 1)])
+    await follower.start([(topic, 0), (topic, 1)], Breakdown())
     try:
         await asyncio.wait_for(follower.caught_up.wait(), DEADLINE_S)
         values = sorted(r.value for r in seen if r.value)
@@ -73,7 +75,7 @@ async def test_a_partition_whose_records_were_deleted_counts_as_read(kafka_boots
     await asyncio.to_thread(lambda: [f.result(DEADLINE_S) for f in deleted.values()])
     seen: list[Record] = []
     follower = _follower(kafka_bootstrap, seen)
-    await follower.start([(topic, 0)])
+    await follower.start([(topic, 0)], Breakdown())
     try:
         await asyncio.wait_for(follower.caught_up.wait(), DEADLINE_S)
         assert seen == []
@@ -97,9 +99,40 @@ async def test_a_partition_ending_in_a_transaction_marker_counts_as_read(
                 await asyncio.sleep(0.05)
     seen: list[Record] = []
     follower = _follower(kafka_bootstrap, seen)
-    await follower.start([(topic, 0)])
+    await follower.start([(topic, 0)], Breakdown())
     try:
         await asyncio.wait_for(follower.caught_up.wait(), DEADLINE_S)
         assert [r.value for r in seen] == [b"committed"]
+    finally:
+        await follower.stop()
+
+
+async def test_an_apply_that_raises_ends_the_following_and_reports_the_breakdown(
+    kafka_bootstrap: str,
+) -> None:
+    topic = await _topic(kafka_bootstrap)
+    seen: list[Record] = []
+
+    def apply(rec: Record) -> None:
+        if rec.value == b"bug":
+            raise RuntimeError("a bug in apply")
+        seen.append(rec)
+
+    breakdown = Breakdown()
+    follower = PartitionFollower(
+        KafkaClients(kafka_bootstrap), f"test-follow-{uuid.uuid4().hex[:8]}", "test topic", apply
+    )
+    await follower.start([(topic, 0)], breakdown)
+    try:
+        await asyncio.wait_for(follower.caught_up.wait(), DEADLINE_S)
+        async with Producer(kafka_bootstrap) as producer:
+            await producer.send(topic, "k", b"fine")
+            await producer.send(topic, "k", b"bug")
+        async with asyncio.timeout(DEADLINE_S):
+            while breakdown.reason is None:
+                await asyncio.sleep(0.05)
+        reason = "following the test topic stopped: RuntimeError('a bug in apply')"
+        assert breakdown.reason == reason
+        assert [r.value for r in seen] == [b"fine"]
     finally:
         await follower.stop()

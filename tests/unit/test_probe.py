@@ -11,6 +11,7 @@ import asyncio
 
 import confluent_kafka as ck
 
+from services.core.breakdown import Breakdown
 from services.core.errors import KafkaError, KafkaUnavailableError
 from services.core.kafka.probe import Probe, workers_in_group
 
@@ -85,6 +86,22 @@ async def test_a_broken_client_is_renewed_once_per_interval_and_a_failed_renew_s
     assert renewals == [1]  # within RENEW_EVERY_S of the first
     client.broken = ""
     assert await probe.check_now() is None
+
+
+async def test_a_check_that_fails_unexpectedly_reports_the_breakdown_not_a_frozen_answer() -> None:
+    async def buggy() -> str | None:
+        raise ValueError("a bug in the check")
+
+    breakdown = Breakdown()
+    probe = Probe("workers", buggy, interval_s=0.01)
+    probe.start(breakdown)
+    try:
+        async with asyncio.timeout(5.0):
+            while breakdown.reason is None:
+                await asyncio.sleep(0.01)
+        assert breakdown.reason == "the workers probe stopped: ValueError('a bug in the check')"
+    finally:
+        await probe.stop()
 
 
 class GroupReader:

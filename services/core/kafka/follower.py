@@ -9,7 +9,10 @@ removed (retention, compaction of tombstones) or end in a transaction marker
 has offsets no record carries, and would otherwise never count as read.
 
 A failed poll is logged and tried again a second later; the process stays up
-and, until the topics are read, not ready.
+and, until the topics are read, not ready. Any other exception (a bug: ``apply``
+handles undecodable records itself) ends the following and is reported to the
+process's ``Breakdown``: a process whose copy stopped would go on serving it
+stale (a revoked key honoured, a cancel never seen), so it is replaced instead.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 
+from services.core.breakdown import Breakdown
 from services.core.errors import KafkaError
 from services.core.kafka.clients import KafkaClients
 from services.core.kafka.common import Record, TopicPartition
@@ -46,8 +50,9 @@ class PartitionFollower:
         self._consumer = clients.consumer(group_id)
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self, partitions: Iterable[TopicPartition]) -> None:
-        """Take each partition's ends, assign from its first record, and start following."""
+    async def start(self, partitions: Iterable[TopicPartition], breakdown: Breakdown) -> None:
+        """Take each partition's ends, assign from its first record, and start following;
+        an unexpected end of the following is reported to ``breakdown``."""
         await self._consumer.start()
         starts: dict[TopicPartition, int] = {}
         ends: dict[TopicPartition, int] = {}
@@ -59,6 +64,7 @@ class PartitionFollower:
             log.debug("%s %s[%d] from %d to %d", self.what, *tp, low, high)
         await self._consumer.assign([(t, p, o) for (t, p), o in starts.items()])
         self._task = asyncio.create_task(self._follow(ends), name=f"follow {self.what}")
+        breakdown.watch(self._task, f"following the {self.what}")
 
     async def _follow(self, ends: dict[TopicPartition, int]) -> None:
         behind = dict(ends)

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 
 import confluent_kafka as ck
 
+from services.core.breakdown import Breakdown
 from services.core.errors import KafkaError
 from services.core.kafka.admin import Admin
 
@@ -114,9 +115,12 @@ class Probe:
             await self.check_now()
             await asyncio.sleep(self.interval_s)
 
-    def start(self) -> None:
+    def start(self, breakdown: Breakdown) -> None:
+        """Check until stopped; a check that raises anything but a Kafka error or a timeout
+        (a bug) would freeze readiness at its last answer, so it is reported instead."""
         if self._task is None:
             self._task = asyncio.create_task(self.run(), name=f"probe {self.name}")
+            breakdown.watch(self._task, f"the {self.name} probe")
 
     async def stop(self) -> None:
         if self._task is not None:
