@@ -60,6 +60,10 @@ DEFAULTS: dict[str, Options] = {
     "priority": Options(jobs=400, max_tokens=20, tokens_per_s=50, urgent=20),
 }
 SCENARIOS = tuple(DEFAULTS)
+FRESH_BATCH_JOBS = 20
+FRESH_BATCH_TOKENS = 100
+"""With ``freshness``, one batch of this many jobs (at most) of this many tokens (at most)
+runs beside the load, watched, so that its progress's trail is timed."""
 PRIORITY_CONCURRENCY = 16
 URGENT_INTERVAL_S = 0.25
 
@@ -241,7 +245,7 @@ class Runner:
             {**ours, "baseline": False}, spec, total, "tokenrelay", self.progress, self._not_ours
         )
         result = figures(raw)
-        for lag in ("state_lag_ms", "analytics_lag_ms"):
+        for lag in ("state_lag_ms", "analytics_lag_ms", "batch_lag_ms", "queues_lag_ms"):
             if raw.get(lag):
                 result[lag] = report.summarize(raw[lag])
         result["queue_wait_ms"] = {
@@ -272,7 +276,16 @@ class Runner:
             "count": o.jobs,
             "body": job_body(o.max_tokens, o.tokens_per_s, provider=o.provider),
         }
-        out = self._both(stack, base, self._stream_spec(o, [group]), o.jobs * o.max_tokens)
+        spec = self._stream_spec(o, [group])
+        if o.freshness:  # and how far batch progress and the queues trail the streams
+            batch = job_body(
+                min(o.max_tokens, FRESH_BATCH_TOKENS), o.tokens_per_s, provider=o.provider
+            )
+            spec["groups"].append(
+                {"name": watch.FRESH_BATCH, "count": min(o.jobs, FRESH_BATCH_JOBS), "body": batch}
+            )
+            spec["trails"] = True
+        out = self._both(stack, base, spec, o.jobs * o.max_tokens)
         out["offered_tokens_per_s"] = o.jobs * o.tokens_per_s
         return out
 

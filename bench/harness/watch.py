@@ -37,6 +37,9 @@ ROWS_POLL_S = 0.1
 """How often the jobs still awaited in ClickHouse are asked for, all in one query."""
 FRESH_GIVE_UP_S = 120.0
 FINAL = {"succeeded", "failed", "cancelled"}
+FRESH_BATCH = "fresh-batch"
+"""The group, with ``freshness``, of one watched batch whose progress is timed; its tokens
+are not counted among the load's."""
 
 
 def now_us() -> int:
@@ -47,6 +50,7 @@ class Watch:
     """One stream: the job's events as they arrive, and the moments that matter."""
 
     __slots__ = (
+        "ended_us",
         "first_event_us",
         "first_token_us",
         "group",
@@ -61,7 +65,7 @@ class Watch:
     def __init__(self, job_id: str, group: str, submit_us: int) -> None:
         self.job_id, self.group, self.submit_us = job_id, group, submit_us
         self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.first_token_us = self.requested_us = self.first_event_us = 0
+        self.first_token_us = self.requested_us = self.first_event_us = self.ended_us = 0
         self.tokens = 0
         self.terminal = False
 
@@ -88,6 +92,8 @@ class Load:
         self.fresh: list[asyncio.Task[None]] = []
         self.state_lag_ms: list[float] = []
         self.analytics_lag_ms: list[float] = []
+        self.batch_lag_ms: list[float] = []
+        self.queues_lag_ms: list[float] = []
         self.unrecorded: dict[str, int] = {}
         """Jobs whose state is final, by when their stream ended: their rows are awaited."""
         self.recorder: asyncio.Task[None] | None = None
@@ -107,6 +113,8 @@ class Load:
         if self.tasks:
             await asyncio.wait(self.tasks)
         self.ended_us = now_us()
+        if self.spec.get("trails") and self.watches:
+            await self._queues_trail(max(w.ended_us for w in self.watches))
         if self.fresh:
             await asyncio.wait(self.fresh)
         while self.recorder is not None:
@@ -128,6 +136,10 @@ class Load:
     async def _group(self, group: dict[str, Any]) -> None:
         """``count`` jobs of ``body``, one every ``interval_s`` (0: all at once); with
         ``batch_size``, in ``POST /v1/batches`` of that many jobs each, unwatched."""
+        if group["name"] == FRESH_BATCH:
+            if not self.baseline:  # the baseline has no batches
+                await self._watched_batch(group)
+            return
         if group.get("batch_size"):
             size = group["batch_size"]
             chunks = range(0, group["count"], size)
@@ -166,6 +178,23 @@ class Load:
         accepted = await self._submit("/v1/batches", {"jobs": jobs})
         if accepted is not None:
             self.accepted += len(accepted[0]["job_ids"])  # type: ignore[arg-type]
+
+    async def _watched_batch(self, group: dict[str, Any]) -> None:
+        """One ``POST /v1/batches`` whose jobs are watched; once each ended, how long its
+        progress takes to read whole (``_batch_trail``)."""
+        body, count = group["body"], group["count"]
+        jobs = [{**body, "prompt": f"{FRESH_BATCH} {i}"} for i in range(count)]
+        accepted = await self._submit("/v1/batches", {"jobs": jobs})
+        if accepted is None:
+            return
+        answer, submit_us = accepted
+        watches = [Watch(str(j), FRESH_BATCH, submit_us) for j in answer["job_ids"]]  # type: ignore[attr-defined]
+        self.watches.extend(watches)
+        tasks = [asyncio.create_task(self._watch(w, self._path(w.job_id, 0, 0))) for w in watches]
+        self.tasks.extend(tasks)
+        self.fresh.append(
+            asyncio.create_task(self._batch_trail(str(answer["batch_id"]), tasks, watches))
+        )
 
     async def _job(self, group: dict[str, Any], i: int) -> None:
         body, name = group["body"], group["name"]
@@ -248,7 +277,7 @@ class Load:
         if not data:
             return  # a heartbeat or the retry hint
         at = now_us()
-        if kind == b"token":
+        if kind == b"token" and watch.group != FRESH_BATCH:
             fields = orjson.loads(data)
             self.latencies_us.append(at - fields["ts"])
             self.arrivals_us.append(at)
@@ -261,7 +290,7 @@ class Load:
         elif kind == b"started":
             self.queue_wait_ms[watch.group].append(orjson.loads(data)["queue_wait_ms"])
         elif kind in TERMINAL:
-            watch.terminal = True
+            watch.terminal, watch.ended_us = True, at
             if self.freshness:
                 self.fresh.append(asyncio.create_task(self._fresh(watch.job_id, at)))
                 self.unrecorded[watch.job_id] = at
@@ -286,6 +315,59 @@ class Load:
                     return
                 if now_us() > give_up:
                     self.errors["a state not final in time"] += 1
+                    return
+                await asyncio.sleep(FRESH_POLL_S)
+        except HttpError as exc:
+            self.errors[str(exc)[:120]] += 1
+
+    async def _batch_trail(
+        self, batch_id: str, tasks: list[asyncio.Task[None]], watches: list[Watch]
+    ) -> None:
+        """``GET /v1/batches/{id}`` from the moment the batch's last stream ended until it
+        counts every job final."""
+        await asyncio.wait(tasks)
+        if not all(w.terminal for w in watches):
+            return  # counted among the errors already
+        total = len(watches)
+
+        def whole(answer: dict[str, Any]) -> bool:
+            counts = answer.get("counts", {})
+            return sum(counts.get(s, 0) for s in FINAL) == total
+
+        await self._trail(
+            f"/v1/batches/{batch_id}",
+            whole,
+            max(w.ended_us for w in watches),
+            self.batch_lag_ms,
+            "batch progress",
+        )
+
+    async def _queues_trail(self, last_ended_us: int) -> None:
+        """``GET /v1/queues`` from the moment the last stream ended until nothing reads
+        queued or running."""
+
+        def empty(answer: dict[str, Any]) -> bool:
+            return not any(q["queued"] or q["running"] for q in answer.get("queues", []))
+
+        await self._trail("/v1/queues", empty, last_ended_us, self.queues_lag_ms, "queues")
+
+    async def _trail(
+        self,
+        path: str,
+        caught_up: Any,
+        since_us: int,
+        lags_ms: list[float],
+        what: str,
+    ) -> None:
+        give_up = since_us + int(FRESH_GIVE_UP_S * 1e6)
+        try:
+            while True:
+                status, answer = await self.pool.get(path)
+                if status == 200 and caught_up(answer):
+                    lags_ms.append((now_us() - since_us) / 1000)
+                    return
+                if now_us() > give_up:
+                    self.errors[f"{what} not caught up in time"] += 1
                     return
                 await asyncio.sleep(FRESH_POLL_S)
         except HttpError as exc:
@@ -348,6 +430,8 @@ class Load:
             "queue_wait_ms": dict(self.queue_wait_ms),
             "state_lag_ms": self.state_lag_ms,
             "analytics_lag_ms": self.analytics_lag_ms,
+            "batch_lag_ms": self.batch_lag_ms,
+            "queues_lag_ms": self.queues_lag_ms,
             "errors": dict(self.errors),
         }
 

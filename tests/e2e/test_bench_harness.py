@@ -99,7 +99,8 @@ def test_freshness_measures_the_whole_stack_state_and_analytics_after_each_strea
 ) -> None:
     """``--freshness``: the bench's own stack with the aggregator and the analytics sink;
     for every job, how long after its terminal event reached the watcher its state read
-    final and its ``jobs`` row was in ClickHouse."""
+    final and its ``jobs`` row was in ClickHouse; and how long after the streams a watched
+    batch's progress and ``GET /v1/queues`` read every job ended."""
     monkeypatch.setenv("TOKENRELAY_KAFKA_BOOTSTRAP", kafka_bootstrap)
     options = Options(jobs=3, max_tokens=10, tokens_per_s=100, freshness=True, baseline=False)
     run("steady", None, None, options, True)
@@ -110,5 +111,14 @@ def test_freshness_measures_the_whole_stack_state_and_analytics_after_each_strea
     state, analytics = report["state_lag_ms"], report["analytics_lag_ms"]
     assert 0 <= state["p50"] <= state["max"]  # type: ignore[index]
     assert state["p50"] <= analytics["p50"], "a row lands after the state it follows"  # type: ignore[index]
+    # One watched batch ran beside the load; its progress and the queues were timed once
+    # its streams, and then every stream, had ended.
+    assert report["batch_lag_ms"]["max"] >= 0  # type: ignore[index]
+    assert report["queues_lag_ms"]["max"] >= 0  # type: ignore[index]
     figures = {t["figure"] for t in report["targets"]}  # type: ignore[union-attr]
-    assert {"state_lag_ms.max", "analytics_lag_ms.max"} <= figures
+    assert {
+        "state_lag_ms.max",
+        "analytics_lag_ms.max",
+        "batch_lag_ms.max",
+        "queues_lag_ms.max",
+    } <= figures
