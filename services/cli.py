@@ -195,6 +195,13 @@ def bench(
             "from that answer (one request, not a submission and then a GET)"
         ),
     ] = False,
+    warmup: Annotated[
+        float,
+        typer.Option(
+            help="seconds of unmeasured load (200 streams at 50 tokens/s) that warm our own "
+            "broker's JVM before the first scenario; 0: none"
+        ),
+    ] = 90.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="one JSON object on the last line of stdout")
     ] = False,
@@ -223,7 +230,7 @@ def bench(
         submit_stream=submit_stream,
     )
     try:
-        run(scenario, url, api_key, options, as_json)
+        run(scenario, url, api_key, options, as_json, warmup)
     except ValueError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

@@ -6,6 +6,7 @@ table on stderr, and with ``--json`` put one JSON object on the last line of std
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 import orjson
@@ -13,7 +14,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from bench.harness import report
-from bench.harness.scenarios import SCENARIOS, Options, Runner, shape
+from bench.harness.scenarios import SCENARIOS, Options, Runner, shape, warm_up
+from bench.harness.stack import broker
 
 
 def run(
@@ -22,8 +24,12 @@ def run(
     api_key: str | None = None,
     options: Options | None = None,
     as_json: bool = False,
+    warmup_s: float = 0.0,
 ) -> dict[str, Any]:
-    """Run ``scenario`` (or ``all`` in turn); the report (for ``all``: every scenario's)."""
+    """Run ``scenario`` (or ``all`` in turn); the report (for ``all``: every scenario's).
+
+    Without ``url``, every scenario's stack is on one broker, warmed first by a load of
+    ``warmup_s`` seconds (``scenarios.warm_up``) unless that is 0."""
     names = SCENARIOS if scenario == "all" else (scenario,)
     unknown = set(names) - set(SCENARIOS)
     if unknown:
@@ -38,19 +44,26 @@ def run(
         console=err,
         transient=True,
     )
-    with bar:
+
+    def progress_of(name: str) -> Any:
+        tasks: dict[str, Any] = {}
+
+        def progress(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(f"{name} {label}", total=total)
+            bar.update(tasks[label], completed=done)
+
+        return progress
+
+    with bar, ExitStack() as shared:
+        bootstrap = None if url else shared.enter_context(broker())
+        warmed = warmup_s if bootstrap is not None else 0.0
+        if warmed > 0:
+            assert bootstrap is not None
+            warm_up(bootstrap, warmed, progress_of("broker"))
         for name in names:
-            tasks: dict[str, Any] = {}
-
-            def progress(
-                label: str, done: int, total: int, name: str = name, tasks: dict[str, Any] = tasks
-            ) -> None:
-                if label not in tasks:
-                    tasks[label] = bar.add_task(f"{name} {label}", total=total)
-                bar.update(tasks[label], completed=done)
-
-            runner = Runner(url, api_key, progress)
-            results[name] = shape(runner.run(name, options or Options()))
+            runner = Runner(url, api_key, progress_of(name), bootstrap)
+            results[name] = {**shape(runner.run(name, options or Options())), "warmup_s": warmed}
             bar.console.print(report.table(results[name]))
     final = (
         results[names[0]]

@@ -1,10 +1,11 @@
 """The stack a run measures: one that already runs (``--url``, ``--api-key``), or our own.
 
 Our own is built fresh for each scenario, so no scenario inherits another's backlog:
-a temp data dir, a broker (``TOKENRELAY_KAFKA_BOOTSTRAP`` when it answers, else a
-throwaway local one, as ``bench.worker_scheduling.broker`` does), a fresh topic prefix
-and worker group, then ``tokenrelay serve worker --port P+1`` and ``tokenrelay serve
-ingest gateway --port P`` as child processes with the fake provider (or, for
+a temp data dir, a fresh topic prefix and worker group on the run's broker (``broker``:
+``TOKENRELAY_KAFKA_BOOTSTRAP`` when it answers, else a throwaway local one, as
+``bench.worker_scheduling.broker`` does; one for every scenario of a run, warmed
+first), then ``tokenrelay serve worker --port P+1`` and ``tokenrelay serve ingest
+gateway --port P`` as child processes with the fake provider (or, for
 ``--provider openai``, the ``openai`` provider against the bench's upstream). No aggregator
 unless ``--freshness`` (then the aggregator and the analytics sink too, as ``make up``):
 streams find a job's first event in the gateway's memory of recent records (or by a
@@ -22,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench.processes import ServiceChild
-from bench.worker_scheduling import broker
+from bench.worker_scheduling import broker as broker_for
 from services.core.settings import Settings
 from services.localdev.kafka import free_port
 
@@ -49,14 +50,24 @@ class Stack:
 
 
 @contextmanager
+def broker() -> Iterator[str]:
+    """The run's broker: the one at ``TOKENRELAY_KAFKA_BOOTSTRAP``, else a throwaway one."""
+    with broker_for(Settings()) as bootstrap:
+        yield bootstrap
+
+
+@contextmanager
 def own_stack(
-    worker_concurrency: int, openai_url: str | None = None, whole: bool = False
+    bootstrap: str,
+    worker_concurrency: int,
+    openai_url: str | None = None,
+    whole: bool = False,
 ) -> Iterator[Stack]:
-    """A fresh stack whose worker runs ``worker_concurrency`` jobs at once, with the
-    ``openai`` provider pointed at ``openai_url`` when given; ``whole``: as ``make up``
-    runs it, with the aggregator and the analytics sink (the freshness figures)."""
+    """A fresh stack on the broker at ``bootstrap`` whose worker runs ``worker_concurrency``
+    jobs at once, with the ``openai`` provider pointed at ``openai_url`` when given;
+    ``whole``: as ``make up`` runs it, with the aggregator and the analytics sink (the
+    freshness figures)."""
     with ExitStack() as stack:
-        bootstrap = stack.enter_context(broker(Settings()))
         data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tr-bench-")))
         tag = uuid.uuid4().hex[:8]
         env = {
@@ -97,15 +108,17 @@ def own_stack(
 def stack_for(
     url: str | None,
     api_key: str | None,
+    bootstrap: str | None,
     worker_concurrency: int,
     openai_url: str | None = None,
     whole: bool = False,
 ) -> Iterator[Stack]:
-    """The stack at ``url`` as it is, or our own (see the module)."""
+    """The stack at ``url`` as it is, or our own on the broker at ``bootstrap``."""
     if url:
         if not api_key:
             raise ValueError("--url needs --api-key")
         yield Stack(url.rstrip("/"), api_key)
         return
-    with own_stack(worker_concurrency, openai_url, whole) as stack:
+    assert bootstrap is not None, "our own stack needs the run's broker"
+    with own_stack(bootstrap, worker_concurrency, openai_url, whole) as stack:
         yield stack
