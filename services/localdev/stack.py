@@ -249,6 +249,10 @@ def up(settings: Settings) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    # Set, not inherited: a shell's background job starts with SIGINT ignored, and Python
+    # then keeps it so; a Ctrl-C to the group would stop the parts (uvicorn and Faust stop
+    # on it) and this loop would start them again, for ever.
+    signal.signal(signal.SIGINT, on_signal)
     failed: CrashLoopError | None = None
     try:
         supervisor.start()

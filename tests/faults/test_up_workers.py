@@ -1,10 +1,13 @@
 """``TOKENRELAY_WORKERS=2 tokenrelay up``: two worker processes in the workers' group, each with
-its own health port, and the jobs run on both (their ``/metrics`` say how many each ended)."""
+its own health port, and the jobs run on both (their ``/metrics`` say how many each ended);
+started as a shell's background job, a Ctrl-C to its group stops it whole."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,7 +44,7 @@ def test_two_workers_join_the_group_and_both_run_jobs(
     settings = make_settings(
         http_port=port, aggregator_port=free_port(), workers=2, topic_partitions=4
     )
-    with tokenrelay_up(settings, tmp_path) as (up, output):
+    with tokenrelay_up(settings, tmp_path, background_job=True) as (up, output):
         wait_for("the stack", lambda: "tokenrelay is ready" in output.read_text(), 150, output)
         said = output.read_text()
         for name, p in zip(["worker-1", "worker-2"], [port + 1, port + 2], strict=True):
@@ -70,9 +73,14 @@ def test_two_workers_join_the_group_and_both_run_jobs(
         ran = [_finished(f"http://127.0.0.1:{p}") for p in (port + 1, port + 2)]
         assert all(ran) and sum(ran) == len(jobs), f"jobs ended {ran}; {what_happened(output)}"
         assert {s["token_count"] for s in states} == {5}
-        up.send_signal(signal.SIGINT)
-        up.wait(timeout=90)
-    assert up.returncode == 0, output.read_text()[-2000:]
+        os.killpg(up.pid, signal.SIGINT)  # Ctrl-C in its terminal: every process of the group
+        try:
+            up.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"up not stopped 90s after a Ctrl-C to its group; {what_happened(output)}")
+    said = output.read_text()
+    assert up.returncode == 0, said[-2000:]
+    assert "restarted" not in said, said[-2000:]  # no part stopped by the Ctrl-C came back
 
 
 def _finished(worker: str) -> float:

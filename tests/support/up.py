@@ -57,10 +57,19 @@ def wait_for(what: str, done: Callable[[], bool], timeout: float, output: Path) 
         time.sleep(0.2)
 
 
+def as_background_job() -> None:
+    """In the child before ``exec``: what a non-interactive shell's ``cmd &`` does (SIGINT
+    ignored), in a process group of its own that a terminal's Ctrl-C would reach whole."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.setpgrp()
+
+
 @contextmanager
 def tokenrelay_up(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, background_job: bool = False
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+    """``tokenrelay up`` on ``settings``; with ``background_job``, started as a shell's
+    background job is (``as_background_job``)."""
     output = tmp_path / "up.out"
     prices = tmp_path / "prices.json"
     prices.write_bytes(resources.files("services.core").joinpath("prices.json").read_bytes())
@@ -76,11 +85,19 @@ def tokenrelay_up(
     }
     with output.open("wb") as out:
         up = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "up"], env=env, stdout=out, stderr=out
+            [sys.executable, "-m", "services.cli", "up"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            preexec_fn=as_background_job if background_job else None,  # noqa: PLW1509
         )
     try:
         yield up, output
     finally:
         if up.poll() is None:
             up.send_signal(signal.SIGINT)
-            up.wait(timeout=90)
+            try:
+                up.wait(timeout=90)
+            except subprocess.TimeoutExpired:
+                up.kill()  # the test has failed already; leave no supervisor behind
+                up.wait()
