@@ -54,6 +54,19 @@ async def test_a_check_that_raises_renews_the_client() -> None:
     assert await probe.check_now() is None
 
 
+async def test_while_its_client_is_renewed_a_probe_already_says_why_it_is_unreachable() -> None:
+    client = Client("raises")
+    seen: list[tuple[bool, str | None]] = []
+
+    def renew() -> None:  # what a submission refused meanwhile reads
+        seen.append((probe.unreachable, probe.reason()))
+        client.renew()
+
+    probe = Probe("kafka", client.check, renew=renew)
+    await probe.check_now()
+    assert seen == [(True, "kafka: unreachable: no broker answered")]
+
+
 async def test_an_answer_that_says_something_is_missing_keeps_the_client() -> None:
     client = Client()
 

@@ -76,9 +76,11 @@ class Probe:
             reason, self.unreachable = f"unreachable: no answer in {self.timeout_s:.0f}s", True
         except KafkaError as exc:
             reason, self.unreachable = f"unreachable: {exc}", True
+        # Recorded before the renewal, which takes a while: meanwhile a submission refused
+        # for ``unreachable`` says why (it said "None").
+        self._record(f"{self.name}: {reason}" if reason else None)
         if self.unreachable:
             await self._renew_client()
-        self._record(f"{self.name}: {reason}" if reason else None)
         return self._reason
 
     async def _renew_client(self) -> None:
