@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from bench.harness import report
 from bench.harness.scenarios import SCENARIOS, Options, Runner, shape, warm_up
+from bench.harness.scenarios import Progress as LoadProgress
 from bench.harness.stack import broker
 
 
@@ -45,7 +46,7 @@ def run(
         transient=True,
     )
 
-    def progress_of(name: str) -> Any:
+    def progress_of(name: str) -> LoadProgress:
         tasks: dict[str, Any] = {}
 
         def progress(label: str, done: int, total: int) -> None:

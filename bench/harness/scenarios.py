@@ -189,14 +189,7 @@ def warm_up(bootstrap: str, seconds: float, progress: Progress) -> None:
     """
     tokens = max(1, round(seconds * WARMUP_TOKENS_PER_S))
     group = {"name": "warm-up", "count": WARMUP_JOBS, "body": job_body(tokens, WARMUP_TOKENS_PER_S)}
-    spec = {
-        "groups": [group],
-        "connections": 64,
-        "timeout_s": seconds + 120.0,
-        "watching": True,
-        "freshness": False,
-        "submit_stream": False,
-    }
+    spec = Runner._stream_spec(Options(timeout_s=seconds + 120.0), [group])
     with own_stack(bootstrap, WARMUP_JOBS + 8) as stack:
         target = {"host": stack.host, "port": stack.port, "api_key": stack.api_key}
         run_load({**target, "baseline": False}, spec, WARMUP_JOBS * tokens, "warm-up", progress)
@@ -296,7 +289,8 @@ class Runner:
             result["baseline"] = figures(base_raw)
         return result
 
-    def _stream_spec(self, opts: Options, groups: list[dict[str, Any]]) -> dict[str, Any]:
+    @staticmethod
+    def _stream_spec(opts: Options, groups: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "groups": groups,
             "connections": opts.connections,

@@ -21,6 +21,7 @@ import asyncio
 import time
 from array import array
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -303,22 +304,15 @@ class Load:
     # --- freshness: how long after its stream ended a job reads final, and is counted ---
 
     async def _fresh(self, job_id: str, ended_us: int) -> None:
-        """The job's state (``GET /v1/jobs/{id}``) asked for every ``FRESH_POLL_S`` from the
-        moment its terminal event arrived here (its analytics row is awaited meanwhile, on
-        its own: ``_rows``)."""
-        give_up = ended_us + int(FRESH_GIVE_UP_S * 1e6)
-        try:
-            while True:
-                status, state = await self.pool.get(f"/v1/jobs/{job_id}")
-                if status == 200 and state.get("status") in FINAL:
-                    self.state_lag_ms.append((now_us() - ended_us) / 1000)
-                    return
-                if now_us() > give_up:
-                    self.errors["a state not final in time"] += 1
-                    return
-                await asyncio.sleep(FRESH_POLL_S)
-        except HttpError as exc:
-            self.errors[str(exc)[:120]] += 1
+        """The job's state (``GET /v1/jobs/{id}``) asked for from the moment its terminal
+        event arrived here (its analytics row is awaited meanwhile, on its own: ``_rows``)."""
+
+        def final(state: dict[str, Any]) -> bool:
+            return state.get("status") in FINAL
+
+        await self._trail(
+            f"/v1/jobs/{job_id}", final, ended_us, self.state_lag_ms, "a state not final in time"
+        )
 
     async def _batch_trail(
         self, batch_id: str, tasks: list[asyncio.Task[None]], watches: list[Watch]
@@ -339,7 +333,7 @@ class Load:
             whole,
             max(w.ended_us for w in watches),
             self.batch_lag_ms,
-            "batch progress",
+            "batch progress not caught up in time",
         )
 
     async def _queues_trail(self, last_ended_us: int) -> None:
@@ -349,16 +343,21 @@ class Load:
         def empty(answer: dict[str, Any]) -> bool:
             return not any(q["queued"] or q["running"] for q in answer.get("queues", []))
 
-        await self._trail("/v1/queues", empty, last_ended_us, self.queues_lag_ms, "queues")
+        await self._trail(
+            "/v1/queues", empty, last_ended_us, self.queues_lag_ms, "queues not caught up in time"
+        )
 
     async def _trail(
         self,
         path: str,
-        caught_up: Any,
+        caught_up: Callable[[dict[str, Any]], bool],
         since_us: int,
         lags_ms: list[float],
-        what: str,
+        late: str,
     ) -> None:
+        """``GET path`` every ``FRESH_POLL_S`` until ``caught_up`` says yes to its answer: the
+        time since ``since_us`` goes to ``lags_ms``; past ``FRESH_GIVE_UP_S``, ``late`` counts
+        among the errors."""
         give_up = since_us + int(FRESH_GIVE_UP_S * 1e6)
         try:
             while True:
@@ -367,7 +366,7 @@ class Load:
                     lags_ms.append((now_us() - since_us) / 1000)
                     return
                 if now_us() > give_up:
-                    self.errors[f"{what} not caught up in time"] += 1
+                    self.errors[late] += 1
                     return
                 await asyncio.sleep(FRESH_POLL_S)
         except HttpError as exc:
